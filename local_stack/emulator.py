@@ -1,0 +1,60 @@
+"""The local AWS emulator: moto's server application behind Hypercorn.
+
+One port answers HTTP/1.1 (boto3) and HTTP/2 with prior knowledge (h2c, the
+KCL's Java SDK); moto's own Werkzeug server only speaks HTTP/1.1.
+Run it as ``python -m local_stack.emulator --port 4566``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+# Big enough for any S3 object or PutRecords call the pipeline sends.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+def build_app():
+    """The moto WSGI app wrapped for Hypercorn's asyncio worker."""
+    from hypercorn.middleware import AsyncioWSGIMiddleware
+    from moto.server import DomainDispatcherApplication, create_backend_app
+
+    return AsyncioWSGIMiddleware(
+        DomainDispatcherApplication(create_backend_app), max_body_size=MAX_BODY_BYTES
+    )
+
+
+def serve(host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = "-"
+    config.loglevel = "WARNING"
+    # The KCL keeps long-lived HTTP/2 connections open between polls.
+    config.keep_alive_timeout = 300
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await hypercorn_serve(build_app(), config, shutdown_trigger=stop.wait)
+
+    asyncio.run(run())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4566)
+    args = parser.parse_args(argv)
+    serve(args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

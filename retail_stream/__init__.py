@@ -1,0 +1,2 @@
+"""What the producer and the consumer share: the record schema, settings,
+AWS client set-up and logging."""

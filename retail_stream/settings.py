@@ -1,0 +1,167 @@
+"""Settings from the environment (12-factor), read and validated once at start-up.
+
+Every variable and default is here; the README's configuration table lists
+them. AWS endpoints and credentials are not settings of ours: boto3 reads
+`AWS_ENDPOINT_URL` (and `AWS_ENDPOINT_URL_<SERVICE>`) and the standard
+credential chain itself, so the same code talks to AWS or to an emulator.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from typing import Mapping
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the service cannot start."""
+
+
+_STREAM = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
+_TABLE = re.compile(r"^[a-zA-Z0-9_.-]{3,255}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
+_SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,126}$")
+_IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$")
+DIALECTS = ("postgres", "redshift")
+POSITIONS = ("TRIM_HORIZON", "LATEST")
+
+
+@dataclass(frozen=True)
+class Settings:
+    region: str = "us-east-1"
+    stream_name: str = "retail-transactions"
+    dynamodb_table: str = "retail-transactions"
+    s3_bucket: str = "retail-raw"
+    s3_raw_prefix: str = "raw/transactions"
+    s3_dead_letter_prefix: str = "dead-letter/transactions"
+    warehouse_dsn: str = "postgresql://retail@127.0.0.1:5439/retail"
+    warehouse_dialect: str = "postgres"
+    warehouse_schema: str = "retail"
+    warehouse_table: str = "transactions"
+    redshift_iam_role: str = ""
+    redshift_jsonpaths_uri: str = ""
+    flush_max_records: int = 20_000
+    flush_max_bytes: int = 8 * 1024 * 1024
+    flush_max_age_seconds: float = 60.0
+    flush_retry_seconds: float = 300.0
+    kcl_application_name: str = "retail-consumer"
+    kcl_worker_id: str = ""
+    kcl_initial_position: str = "TRIM_HORIZON"
+    kcl_max_records: int = 10_000
+    kcl_idle_time_between_reads_ms: int = 1_000
+    kcl_failover_time_ms: int = 10_000
+    kcl_shard_sync_interval_ms: int = 60_000
+    kcl_lease_assignment_interval_ms: int = 0  # 0: the KCL's own default
+    java_bin: str = "java"
+    log_level: str = "INFO"
+
+    @property
+    def jsonpaths_uri(self) -> str:
+        """Where Redshift reads the JSONPaths file (uploaded by provisioning)."""
+        return self.redshift_jsonpaths_uri or f"s3://{self.s3_bucket}/jsonpaths/transactions.jsonpaths"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build and validate settings; raises SettingsError naming the variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, var in ENVIRONMENT.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            default = getattr(cls, name)
+            try:
+                values[name] = type(default)(raw)
+            except ValueError:
+                raise SettingsError(f"{var}={raw!r} is not a valid {type(default).__name__}") from None
+        values.setdefault("region", env.get("AWS_DEFAULT_REGION") or cls.region)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        checks = [
+            ("stream_name", _STREAM.match(self.stream_name)),
+            ("dynamodb_table", _TABLE.match(self.dynamodb_table)),
+            ("s3_bucket", _BUCKET.match(self.s3_bucket)),
+            ("s3_raw_prefix", _PREFIX.match(self.s3_raw_prefix) and not self.s3_raw_prefix.startswith("/")),
+            (
+                "s3_dead_letter_prefix",
+                _PREFIX.match(self.s3_dead_letter_prefix) and not self.s3_dead_letter_prefix.startswith("/"),
+            ),
+            ("warehouse_dialect", self.warehouse_dialect in DIALECTS),
+            ("warehouse_schema", _SQL_NAME.match(self.warehouse_schema)),
+            ("warehouse_table", _SQL_NAME.match(self.warehouse_table)),
+            ("redshift_jsonpaths_uri", _S3_URI.match(self.jsonpaths_uri)),
+            ("kcl_application_name", _TABLE.match(self.kcl_application_name)),
+            ("kcl_initial_position", self.kcl_initial_position in POSITIONS),
+            ("flush_max_records", self.flush_max_records > 0),
+            ("flush_max_bytes", self.flush_max_bytes > 0),
+            ("flush_max_age_seconds", self.flush_max_age_seconds > 0),
+            ("flush_retry_seconds", self.flush_retry_seconds >= 0),
+            ("kcl_max_records", 1 <= self.kcl_max_records <= 10_000),
+            ("log_level", self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")),
+        ]
+        if self.warehouse_dialect == "redshift":
+            checks.append(("redshift_iam_role", _IAM_ROLE.match(self.redshift_iam_role)))
+        for name, ok in checks:
+            if not ok:
+                raise SettingsError(f"{ENVIRONMENT[name]}={getattr(self, name)!r} is not valid")
+
+    def worker_id(self) -> str:
+        """The KCL worker id: stable across restarts so a worker reclaims its
+        leases at once. In ECS, the task id; otherwise the host name."""
+        if self.kcl_worker_id:
+            return self.kcl_worker_id
+        return ecs_task_id(os.environ) or socket.gethostname()
+
+
+def ecs_task_id(environ: Mapping[str, str]) -> str | None:
+    """The ECS task id, read from the task metadata endpoint when present."""
+    uri = environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    if not uri:
+        return None
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri}/task", timeout=2) as response:
+            arn = json.load(response)["TaskARN"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return arn.rsplit("/", 1)[-1]
+
+
+# Setting name -> environment variable. One place, documented in the README.
+ENVIRONMENT: dict[str, str] = {
+    "region": "AWS_REGION",
+    "stream_name": "KINESIS_STREAM_NAME",
+    "dynamodb_table": "DYNAMODB_TABLE",
+    "s3_bucket": "S3_BUCKET",
+    "s3_raw_prefix": "S3_RAW_PREFIX",
+    "s3_dead_letter_prefix": "S3_DEAD_LETTER_PREFIX",
+    "warehouse_dsn": "WAREHOUSE_DSN",
+    "warehouse_dialect": "WAREHOUSE_DIALECT",
+    "warehouse_schema": "WAREHOUSE_SCHEMA",
+    "warehouse_table": "WAREHOUSE_TABLE",
+    "redshift_iam_role": "REDSHIFT_IAM_ROLE",
+    "redshift_jsonpaths_uri": "REDSHIFT_JSONPATHS_URI",
+    "flush_max_records": "FLUSH_MAX_RECORDS",
+    "flush_max_bytes": "FLUSH_MAX_BYTES",
+    "flush_max_age_seconds": "FLUSH_MAX_AGE_SECONDS",
+    "flush_retry_seconds": "FLUSH_RETRY_SECONDS",
+    "kcl_application_name": "KCL_APPLICATION_NAME",
+    "kcl_worker_id": "KCL_WORKER_ID",
+    "kcl_initial_position": "KCL_INITIAL_POSITION",
+    "kcl_max_records": "KCL_MAX_RECORDS",
+    "kcl_idle_time_between_reads_ms": "KCL_IDLE_TIME_BETWEEN_READS_MS",
+    "kcl_failover_time_ms": "KCL_FAILOVER_TIME_MS",
+    "kcl_shard_sync_interval_ms": "KCL_SHARD_SYNC_INTERVAL_MS",
+    "kcl_lease_assignment_interval_ms": "KCL_LEASE_ASSIGNMENT_INTERVAL_MS",
+    "java_bin": "JAVA_BIN",
+    "log_level": "LOG_LEVEL",
+}

@@ -1,0 +1,34 @@
+-- The warehouse: the same DDL on Amazon Redshift and on the local PostgreSQL.
+-- {schema} is filled in (as a quoted identifier) from WAREHOUSE_SCHEMA.
+
+CREATE SCHEMA IF NOT EXISTS {schema};
+
+-- One row per source row. No primary key or unique constraint, on purpose:
+-- Redshift accepts such constraints but never enforces them, so the load's
+-- merge on event_id (consumer/sinks/warehouse.py), not a constraint, is what
+-- keeps replays from adding duplicates, on both engines alike.
+CREATE TABLE IF NOT EXISTS {schema}.{table} (
+    event_id      CHAR(32)       NOT NULL,
+    invoice_no    VARCHAR(32)    NOT NULL,
+    stock_code    VARCHAR(32)    NOT NULL,
+    description   VARCHAR(1024),
+    quantity      INTEGER        NOT NULL,
+    invoice_date  TIMESTAMP      NOT NULL,
+    unit_price    DECIMAL(18, 4) NOT NULL,
+    customer_id   INTEGER,
+    country       VARCHAR(1024),
+    source        VARCHAR(1024)  NOT NULL,
+    line          BIGINT         NOT NULL
+);
+
+-- One row per S3 object loaded: which batch, how many rows it held and how
+-- many were new. A replayed object is recognised here and skipped.
+CREATE TABLE IF NOT EXISTS {schema}.load_ledger (
+    object_key      VARCHAR(1024) NOT NULL,
+    shard_id        VARCHAR(128)  NOT NULL,
+    first_sequence  VARCHAR(128)  NOT NULL,
+    last_sequence   VARCHAR(128)  NOT NULL,
+    rows_in_object  INTEGER       NOT NULL,
+    rows_inserted   INTEGER       NOT NULL,
+    loaded_at       TIMESTAMP     NOT NULL
+);
