@@ -1,0 +1,85 @@
+"""Accumulates a shard's records until a flush is due.
+
+`FlushPolicy` says when; `ShardBuffer` holds what arrived and hands it over
+as one frozen `Batch`. The clock is passed in, so tests need no sleeping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consumer.batch import Batch, DeadLetter, StreamRecord
+from retail_stream.schema import InvalidRecord, Transaction, decode
+
+
+@dataclass(frozen=True)
+class FlushPolicy:
+    """Flush at the first of: this many records, this many bytes, this age."""
+
+    max_records: int
+    max_bytes: int
+    max_age_seconds: float
+
+
+class ShardBuffer:
+    """Records of one shard since the last flush, valid ones decoded."""
+
+    def __init__(self, shard_id: str, policy: FlushPolicy) -> None:
+        self.shard_id = shard_id
+        self.policy = policy
+        self._clear()
+
+    def _clear(self) -> None:
+        self._records: list[Transaction] = []
+        self._dead: list[DeadLetter] = []
+        self._first: StreamRecord | None = None
+        self._last: StreamRecord | None = None
+        self._bytes = 0
+        self._started_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._records) + len(self._dead)
+
+    def add(self, record: StreamRecord, now: float) -> None:
+        """Decode and keep one record; an invalid one becomes a dead letter."""
+        try:
+            self._records.append(decode(record.data))
+        except InvalidRecord as exc:
+            self._dead.append(DeadLetter(record, str(exc)))
+        if self._first is None:
+            self._first = record
+            self._started_at = now
+        self._last = record
+        self._bytes += len(record.data)
+
+    def flush_due(self, now: float) -> bool:
+        """True when the buffer holds records and one of the policy's limits is hit."""
+        if self._first is None:
+            return False
+        return (
+            len(self) >= self.policy.max_records
+            or self._bytes >= self.policy.max_bytes
+            or now - self._started_at >= self.policy.max_age_seconds
+        )
+
+    def take(self) -> Batch | None:
+        """Hand over everything buffered as one batch and start empty; None if empty."""
+        if self._first is None or self._last is None:
+            return None
+        batch = Batch(
+            shard_id=self.shard_id,
+            records=tuple(self._records),
+            dead_letters=tuple(self._dead),
+            first_sequence=self._first.sequence_number,
+            last_sequence=self._last.sequence_number,
+            last_sub_sequence=self._last.sub_sequence_number,
+            first_arrival_ms=self._first.arrival_ms,
+        )
+        self._clear()
+        return batch
+
+    def drop(self) -> int:
+        """Forget everything buffered (lease lost); returns how many records."""
+        dropped = len(self)
+        self._clear()
+        return dropped

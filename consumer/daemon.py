@@ -1,0 +1,122 @@
+"""`python -m consumer`: write the KCL properties, run the MultiLangDaemon
+(Java), and supervise it.
+
+SIGTERM and SIGINT are forwarded to the daemon, which asks every record
+processor to flush and checkpoint (shutdown_requested) before it exits; this
+process then exits with the daemon's status. If a shard's batch cannot be made
+durable its processor exits, the daemon exits non-zero, and the orchestrator
+(ECS, compose) restarts the worker, which resumes from the last checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import structlog
+
+from retail_stream import logs
+from retail_stream.settings import Settings, SettingsError
+
+log = structlog.get_logger("consumer.daemon")
+
+MULTILANG_DAEMON = "software.amazon.kinesis.multilang.MultiLangDaemon"
+# Leaves the daemon time to flush every shard inside ECS's 30 s stop timeout.
+SHUTDOWN_GRACE_MS = 25_000
+
+
+def jars_dir() -> Path:
+    import amazon_kclpy
+
+    return Path(amazon_kclpy.__file__).parent / "jars"
+
+
+def endpoint(environ: Mapping[str, str], service: str) -> str | None:
+    """The endpoint boto3 would use for `service`, for the Java SDK to use too."""
+    return environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or environ.get("AWS_ENDPOINT_URL") or None
+
+
+def kcl_properties(settings: Settings, worker_id: str, executable: str, environ: Mapping[str, str]) -> dict:
+    """The MultiLangDaemon's properties. Pure."""
+    props = {
+        "executableName": executable,
+        "streamName": settings.stream_name,
+        "applicationName": settings.kcl_application_name,
+        "workerId": worker_id,
+        "regionName": settings.region,
+        "initialPositionInStream": settings.kcl_initial_position,
+        "AwsCredentialsProvider": "DefaultCredentialsProvider",
+        "retrievalMode": "POLLING",
+        "maxRecords": settings.kcl_max_records,
+        "idleTimeBetweenReadsInMillis": settings.kcl_idle_time_between_reads_ms,
+        # Age-based flushes need a call even when a poll returns nothing.
+        "callProcessRecordsEvenForEmptyRecordList": "true",
+        "failoverTimeMillis": settings.kcl_failover_time_ms,
+        "shardSyncIntervalMillis": settings.kcl_shard_sync_interval_ms,
+        "shutdownGraceMillis": SHUTDOWN_GRACE_MS,
+        # KCL's CloudWatch metrics cost money; ours go to Prometheus.
+        "metricsLevel": "NONE",
+    }
+    if settings.kcl_lease_assignment_interval_ms:
+        props["leaseAssignmentIntervalMillis"] = settings.kcl_lease_assignment_interval_ms
+    for service, key in (("kinesis", "kinesisEndpoint"), ("dynamodb", "dynamoDBEndpoint")):
+        url = endpoint(environ, service)
+        if url:
+            props[key] = url
+    return props
+
+
+def render_properties(props: Mapping[str, object]) -> str:
+    return "".join(f"{key} = {value}\n" for key, value in props.items())
+
+
+def java_command(settings: Settings, properties_file: Path, environ: Mapping[str, str]) -> list[str]:
+    command = [settings.java_bin]
+    if endpoint(environ, "kinesis"):
+        # Emulators speak Kinesis' JSON protocol, not the CBOR the SDK prefers.
+        command.append("-Daws.cborEnabled=false")
+    classpath = f"{jars_dir()}/*{os.pathsep}{properties_file.parent}"
+    return command + ["-cp", classpath, MULTILANG_DAEMON, "--properties-file", str(properties_file)]
+
+
+def run(settings: Settings, environ: Mapping[str, str]) -> int:
+    """Run the daemon until it exits; returns its exit status."""
+    worker_id = settings.worker_id()
+    executable = f"{sys.executable} -u -m consumer.record_processor"
+    workdir = Path(tempfile.mkdtemp(prefix="kcl-"))
+    properties_file = workdir / "consumer.properties"
+    properties_file.write_text(render_properties(kcl_properties(settings, worker_id, executable, environ)))
+    command = java_command(settings, properties_file, environ)
+    log.info("daemon_starting", worker_id=worker_id, stream=settings.stream_name, command=command)
+    # Own session: a terminal's Ctrl-C reaches the daemon only through us, once.
+    daemon = subprocess.Popen(command, stdout=sys.stderr, start_new_session=True)
+
+    def forward(signum, _frame):
+        log.info("daemon_stopping", signal=signal.Signals(signum).name)
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    try:
+        status = daemon.wait()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    log.info("daemon_exited", status=status)
+    return status if status >= 0 else 128 - status
+
+
+def main() -> None:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"consumer: {exc}", file=sys.stderr)
+        sys.exit(2)
+    logs.configure(settings.log_level, service="consumer")
+    sys.exit(run(settings, os.environ))

@@ -1,0 +1,147 @@
+"""One shard's flow: stream records -> buffer -> batch -> every sink -> checkpoint.
+
+The order that makes "nothing lost" hold lives here: a batch is written to
+each sink in turn (retried while the sink is failing), and only when all of
+them hold it is its last sequence number checkpointed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import structlog
+
+from consumer.batch import Batch, StreamRecord
+from consumer.buffer import ShardBuffer
+from consumer.checkpoints import Checkpointer, LeaseLost, checkpoint
+from consumer.sinks import Sink, SinkError
+
+log = structlog.get_logger("consumer.pipeline")
+
+
+class FlushFailed(Exception):
+    """A sink kept failing past the retry deadline; the batch is not durable
+    and must not be checkpointed. The shard restarts from its last checkpoint."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry a failing sink with jittered exponential backoff until `deadline_seconds`."""
+
+    deadline_seconds: float = 300.0
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+class ShardPipeline:
+    def __init__(
+        self,
+        buffer: ShardBuffer,
+        sinks: Sequence[Sink],
+        retry: RetryPolicy = RetryPolicy(),
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.buffer = buffer
+        self.sinks = tuple(sinks)
+        self.retry = retry
+        self._clock = clock
+        self._sleep = sleep
+        self.lease_lost = False
+
+    @property
+    def shard_id(self) -> str:
+        return self.buffer.shard_id
+
+    def receive(self, records: Iterable[StreamRecord], checkpointer: Checkpointer) -> None:
+        """Buffer records, flushing and checkpointing whenever the policy says so.
+
+        Blocks while sinks are retried; raises FlushFailed or CheckpointFailed.
+        """
+        if self.lease_lost:
+            return
+        now = self._clock()
+        for record in records:
+            self.buffer.add(record, now)
+            if self.buffer.flush_due(now):
+                self.flush(checkpointer)
+        if self.buffer.flush_due(self._clock()):
+            self.flush(checkpointer)
+
+    def flush(self, checkpointer: Checkpointer) -> Batch | None:
+        """Write what is buffered to every sink, then checkpoint its last record."""
+        batch = self.buffer.take()
+        if batch is None:
+            return None
+        self.write(batch)
+        try:
+            checkpoint(checkpointer, batch.last_sequence, batch.last_sub_sequence, sleep=self._sleep)
+        except LeaseLost:
+            self._lose_lease()
+            return batch
+        log.info("checkpointed", shard_id=self.shard_id, sequence=batch.last_sequence)
+        return batch
+
+    def finish(self, checkpointer: Checkpointer, *, shard_end: bool) -> None:
+        """Shutdown requested or shard ended: flush, then checkpoint.
+
+        At shard end the checkpoint covers the whole shard (no sequence number),
+        which is what lets the KCL start on the child shards.
+        """
+        if self.lease_lost:
+            return
+        self.flush(checkpointer)
+        if shard_end and not self.lease_lost:
+            try:
+                checkpoint(checkpointer, None, None, sleep=self._sleep)
+            except LeaseLost:
+                self._lose_lease()
+
+    def lose_lease(self) -> None:
+        """Another worker owns the shard: drop the buffer, never checkpoint."""
+        self._lose_lease()
+
+    def _lose_lease(self) -> None:
+        dropped = self.buffer.drop()
+        self.lease_lost = True
+        log.warning("lease_lost", shard_id=self.shard_id, dropped_records=dropped)
+
+    def write(self, batch: Batch) -> None:
+        """Make the batch durable in every sink, in order, or raise FlushFailed."""
+        started = self._clock()
+        durations = {}
+        for sink in self.sinks:
+            sink_started = self._clock()
+            self._write_with_retry(sink, batch, started)
+            durations[sink.name] = round(self._clock() - sink_started, 4)
+        log.info(
+            "batch_written",
+            shard_id=batch.shard_id,
+            first_sequence=batch.first_sequence,
+            last_sequence=batch.last_sequence,
+            records=len(batch.records),
+            dead_letters=len(batch.dead_letters),
+            seconds=round(self._clock() - started, 4),
+            sink_seconds=durations,
+        )
+
+    def _write_with_retry(self, sink: Sink, batch: Batch, started: float) -> None:
+        attempt = 0
+        while True:
+            try:
+                sink.write(batch)
+                return
+            except SinkError as exc:
+                if self._clock() - started >= self.retry.deadline_seconds:
+                    raise FlushFailed(f"{exc} (gave up after {attempt + 1} attempts)") from exc
+                delay = self.retry.delay(attempt)
+                log.warning("sink_retry", shard_id=batch.shard_id, sink=sink.name, attempt=attempt + 1,
+                            delay=round(delay, 3), error=str(exc))
+                self._sleep(delay)
+                attempt += 1

@@ -1,0 +1,113 @@
+"""The KCL edge: the only module that imports amazon_kclpy.
+
+The MultiLangDaemon starts `python -m consumer.record_processor` once per
+shard lease and talks to it over stdin/stdout. This adapter turns the five
+lifecycle calls into calls on a plain ShardPipeline. Nothing here may write
+to stdout: it is the protocol channel.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Callable
+
+import structlog
+from amazon_kclpy import kcl
+from amazon_kclpy.checkpoint_error import CheckpointError
+from amazon_kclpy.v3 import processor
+
+from consumer.batch import StreamRecord
+from consumer.checkpoints import CheckpointFailed, CheckpointThrottled, LeaseLost
+from consumer.pipeline import ShardPipeline
+
+log = structlog.get_logger("consumer.record_processor")
+
+# amazon_kclpy catches every Exception a processor raises and reports the
+# action as done; only SystemExit gets through. A batch that could not be made
+# durable must end this process, so the shard restarts from its checkpoint.
+EXIT_NOT_DURABLE = 3
+
+
+class KclCheckpointer:
+    """amazon_kclpy's checkpointer with its error names turned into our types."""
+
+    def __init__(self, checkpointer) -> None:
+        self._checkpointer = checkpointer
+
+    def checkpoint(self, sequence_number: str | None, sub_sequence_number: int | None) -> None:
+        try:
+            self._checkpointer.checkpoint(sequence_number, sub_sequence_number)
+        except CheckpointError as exc:
+            if exc.value == "ThrottlingException":
+                raise CheckpointThrottled(exc.value) from exc
+            if exc.value == "ShutdownException":
+                raise LeaseLost(exc.value) from exc
+            raise CheckpointFailed(exc.value) from exc
+
+
+def to_stream_record(record) -> StreamRecord:
+    return StreamRecord(
+        data=record.binary_data,
+        sequence_number=record.sequence_number,
+        sub_sequence_number=record.sub_sequence_number or 0,
+        partition_key=record.partition_key,
+        arrival_ms=record.timestamp_millis,
+    )
+
+
+class RecordProcessor(processor.RecordProcessorBase):
+    def __init__(self, build_pipeline: Callable[[str], ShardPipeline]) -> None:
+        self._build = build_pipeline
+        self._pipeline: ShardPipeline | None = None
+
+    def initialize(self, initialize_input) -> None:
+        structlog.contextvars.bind_contextvars(shard_id=initialize_input.shard_id)
+        self._pipeline = self._guard(self._build, initialize_input.shard_id)
+        log.info("shard_initialized", sequence=initialize_input.sequence_number)
+
+    def process_records(self, process_records_input) -> None:
+        records = [to_stream_record(r) for r in process_records_input.records]
+        self._guard(self._pipeline.receive, records, KclCheckpointer(process_records_input.checkpointer))
+
+    def lease_lost(self, lease_lost_input) -> None:
+        self._pipeline.lose_lease()
+
+    def shard_ended(self, shard_ended_input) -> None:
+        log.info("shard_ended")
+        self._guard(self._pipeline.finish, KclCheckpointer(shard_ended_input.checkpointer), shard_end=True)
+
+    def shutdown_requested(self, shutdown_requested_input) -> None:
+        log.info("shutdown_requested")
+        self._guard(
+            self._pipeline.finish, KclCheckpointer(shutdown_requested_input.checkpointer), shard_end=False
+        )
+
+    @staticmethod
+    def _guard(action, *args, **kwargs):
+        try:
+            return action(*args, **kwargs)
+        except Exception:
+            log.exception("shard_processor_failed")
+            raise SystemExit(EXIT_NOT_DURABLE) from None
+
+
+def main() -> None:
+    # The daemon drives shutdown (shutdown_requested); a SIGTERM or SIGINT sent
+    # to the whole process group must not kill a shard mid-batch.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from consumer.wiring import build_pipeline, load_settings
+    from retail_stream import logs
+
+    # Keep the protocol channel for KCLProcess alone; a stray print anywhere
+    # (ours or a library's) lands on stderr instead of corrupting it.
+    protocol_out, sys.stdout = sys.stdout, sys.stderr
+    settings = load_settings()
+    logs.configure(settings.log_level, service="consumer", worker_id=settings.worker_id())
+    process = RecordProcessor(lambda shard_id: build_pipeline(settings, shard_id))
+    kcl.KCLProcess(process, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

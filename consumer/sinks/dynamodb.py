@@ -1,0 +1,96 @@
+"""DynamoDB: every valid row stored once, as one item.
+
+Key design (table created by local_stack/provision.py and deploy/):
+- table key: `invoice_no` (partition) + `event_id` (sort). "All lines of
+  invoice Y" is one Query on the table. Rows without a customer live here too,
+  spread by invoice, so no partition collects them.
+- index `by_customer`: `customer_id` (partition) + `customer_sort`
+  (`<invoice_date>#<invoice_no>#<event_id>`). "All transactions of customer X,
+  newest first" is one Query with ScanIndexForward=false. The index is sparse:
+  a row without a customer has no `customer_id` and is not in it.
+The item key is the row's identity, so a replayed row overwrites itself.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Callable, Iterable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from consumer.batch import Batch
+from consumer.sinks import SinkError
+from retail_stream.schema import Transaction
+
+MAX_ITEMS_PER_CALL = 25
+CUSTOMER_INDEX = "by_customer"
+
+
+def to_item(record: Transaction) -> dict:
+    """The item for one row, in DynamoDB's typed attribute form. Pure."""
+    when = record.invoice_date.isoformat()
+    item = {
+        "invoice_no": {"S": record.invoice_no},
+        "event_id": {"S": record.event_id},
+        "stock_code": {"S": record.stock_code},
+        "quantity": {"N": str(record.quantity)},
+        "invoice_date": {"S": when},
+        "unit_price": {"N": format(record.unit_price, "f")},
+        "source": {"S": record.source},
+        "line": {"N": str(record.line)},
+    }
+    if record.description:
+        item["description"] = {"S": record.description}
+    if record.country:
+        item["country"] = {"S": record.country}
+    if record.customer_id is not None:
+        item["customer_id"] = {"N": str(record.customer_id)}
+        item["customer_sort"] = {"S": f"{when}#{record.invoice_no}#{record.event_id}"}
+    return item
+
+
+def write_requests(records: Iterable[Transaction]) -> list[list[dict]]:
+    """PutRequests in calls of at most 25, each key once in the whole batch
+    (DynamoDB refuses a call that names a key twice; the later row wins). Pure."""
+    unique = {(r.invoice_no, r.event_id): r for r in records}
+    requests = [{"PutRequest": {"Item": to_item(r)}} for r in unique.values()]
+    return [requests[i : i + MAX_ITEMS_PER_CALL] for i in range(0, len(requests), MAX_ITEMS_PER_CALL)]
+
+
+class DynamoDBSink:
+    name = "dynamodb"
+
+    def __init__(
+        self,
+        client,
+        table: str,
+        *,
+        max_attempts: int = 8,
+        base_delay: float = 0.05,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._max_attempts = max_attempts
+        self._base_delay = base_delay
+        self._sleep = sleep
+
+    def write(self, batch: Batch) -> None:
+        for call in write_requests(batch.records):
+            self._write_call(call)
+
+    def _write_call(self, requests: list[dict]) -> None:
+        pending = {self._table: requests}
+        for attempt in range(self._max_attempts):
+            try:
+                response = self._client.batch_write_item(RequestItems=pending)
+            except (ClientError, BotoCoreError) as exc:
+                raise SinkError(self.name, str(exc)) from exc
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            # Unprocessed items mean throttling: back off before resending them.
+            self._sleep(random.uniform(0, self._base_delay * 2**attempt))
+        left = sum(len(v) for v in pending.values())
+        raise SinkError(self.name, f"{left} items still unprocessed after {self._max_attempts} attempts")

@@ -1,0 +1,232 @@
+"""The warehouse (Redshift, or PostgreSQL locally): a COPY of exactly the
+batch's raw-zone object, merged on event_id, recorded in a load ledger, all in
+one transaction. Loading the same object twice adds nothing.
+
+Redshift enforces no unique keys, so the merge, not a constraint, keeps
+duplicates out. COPY takes no bind parameters: every name and literal in it
+is composed with psycopg2.sql, never pasted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import json
+import re
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import psycopg2
+from botocore.exceptions import BotoCoreError, ClientError
+from psycopg2 import sql
+
+from consumer.batch import Batch
+from consumer.sinks import SinkError
+
+STAGE = sql.Identifier("stage_transactions")
+_PATH = re.compile(r"""^\$(?:\['([^']+)'\]|\.([A-Za-z_][A-Za-z0-9_]*))$""")
+
+
+def jsonpaths_fields(document: str) -> tuple[str, ...]:
+    """The field names of a JSONPaths file (`$['name']` or `$.name`), in order. Pure."""
+    fields = []
+    for path in json.loads(document)["jsonpaths"]:
+        match = _PATH.match(path)
+        if not match:
+            raise ValueError(f"unsupported JSONPath {path!r}: only top-level fields")
+        fields.append(match.group(1) or match.group(2))
+    return tuple(fields)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The table a batch lands in, its ledger, and its column list (the
+    JSONPaths order, so COPY maps the n-th path to the n-th column)."""
+
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+
+    @property
+    def table_id(self) -> sql.Composable:
+        return sql.Identifier(self.schema, self.table)
+
+    @property
+    def ledger_id(self) -> sql.Composable:
+        return sql.Identifier(self.schema, "load_ledger")
+
+    @property
+    def column_list(self) -> sql.Composable:
+        return sql.SQL(", ").join(map(sql.Identifier, self.columns))
+
+
+def merge_statements(target: Target) -> dict[str, sql.Composable]:
+    """The load's SQL, the same on Redshift and PostgreSQL. Pure."""
+    cols = target.column_list
+    return {
+        # Loads of one table run one at a time (Redshift does so anyway);
+        # the lock makes the ledger check and the merge see each other.
+        "lock": sql.SQL("LOCK TABLE {}").format(target.ledger_id),
+        "seen": sql.SQL("SELECT rows_inserted FROM {} WHERE object_key = %s").format(target.ledger_id),
+        "stage": sql.SQL("CREATE TEMP TABLE {} (LIKE {})").format(STAGE, target.table_id),
+        "merge": sql.SQL(
+            "INSERT INTO {target} ({cols}) "
+            "SELECT {cols} FROM ("
+            "SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY line) AS copy_no "
+            "FROM {stage}) AS s "
+            "WHERE s.copy_no = 1 "
+            "AND NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t.event_id = s.event_id)"
+        ).format(target=target.table_id, cols=cols, stage=STAGE),
+        "record": sql.SQL(
+            "INSERT INTO {} (object_key, shard_id, first_sequence, last_sequence, "
+            "rows_in_object, rows_inserted, loaded_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        ).format(target.ledger_id),
+        "drop": sql.SQL("DROP TABLE {}").format(STAGE),
+    }
+
+
+class ObjectCopy(Protocol):
+    """Loads one S3 object into the stage table, inside the caller's transaction."""
+
+    def copy(self, cursor, bucket: str, key: str) -> None: ...
+
+
+def redshift_copy_statement(
+    target: Target, object_uri: str, iam_role: str, jsonpaths_uri: str
+) -> sql.Composable:
+    """Redshift's own COPY of one gzip'd NDJSON object through the JSONPaths file. Pure."""
+    return sql.SQL(
+        "COPY {stage} ({cols}) FROM {source} IAM_ROLE {role} "
+        "FORMAT AS JSON {paths} GZIP TIMEFORMAT 'auto'"
+    ).format(
+        stage=STAGE,
+        cols=target.column_list,
+        source=sql.Literal(object_uri),
+        role=sql.Literal(iam_role),
+        paths=sql.Literal(jsonpaths_uri),
+    )
+
+
+class RedshiftCopy:
+    """COPY ... FROM 's3://...': Redshift reads the object itself."""
+
+    def __init__(self, target: Target, iam_role: str, jsonpaths_uri: str) -> None:
+        self._target = target
+        self._iam_role = iam_role
+        self._jsonpaths_uri = jsonpaths_uri
+
+    def copy(self, cursor, bucket: str, key: str) -> None:
+        cursor.execute(
+            redshift_copy_statement(self._target, f"s3://{bucket}/{key}", self._iam_role, self._jsonpaths_uri)
+        )
+
+
+def _copy_text(value: object) -> str:
+    """One value in PostgreSQL's COPY text format."""
+    if value is None:
+        return "\\N"
+    if value is True or value is False:
+        return "t" if value else "f"
+    return (
+        str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    )
+
+
+def ndjson_to_copy_text(body: bytes, fields: tuple[str, ...]) -> str:
+    """Apply JSONPaths to gzip'd NDJSON, as Redshift would, giving COPY text
+    rows. Numbers keep their exact text (no float round trip). Pure."""
+    out = io.StringIO()
+    for line in gzip.decompress(body).splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line, parse_float=str, parse_int=str)
+        out.write("\t".join(_copy_text(row.get(f)) for f in fields))
+        out.write("\n")
+    return out.getvalue()
+
+
+class LocalCopy:
+    """The same load on PostgreSQL: read the object from S3, apply the
+    JSONPaths mapping, COPY FROM STDIN."""
+
+    def __init__(self, target: Target, s3_client, fields: tuple[str, ...]) -> None:
+        self._target = target
+        self._s3 = s3_client
+        self._fields = fields
+
+    def copy(self, cursor, bucket: str, key: str) -> None:
+        try:
+            body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise SinkError(WarehouseSink.name, f"reading s3://{bucket}/{key}: {exc}") from exc
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(STAGE, self._target.column_list)
+        cursor.copy_expert(statement, io.StringIO(ndjson_to_copy_text(body, self._fields)))
+
+
+class WarehouseSink:
+    name = "warehouse"
+
+    def __init__(
+        self,
+        connect: Callable[[], "psycopg2.extensions.connection"],
+        target: Target,
+        loader: ObjectCopy,
+        bucket: str,
+        object_key: Callable[[Batch], str],
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+    ) -> None:
+        self._connect = connect
+        self._conn = None
+        self._statements = merge_statements(target)
+        self._loader = loader
+        self._bucket = bucket
+        self._object_key = object_key
+        self._clock = clock
+        self.last_inserted = 0
+
+    def write(self, batch: Batch) -> None:
+        if not batch.records:
+            return
+        key = self._object_key(batch)
+        try:
+            conn = self._connection()
+            with conn, conn.cursor() as cur:  # one transaction: commit or roll back whole
+                self.last_inserted = self._load(cur, batch, key)
+        except psycopg2.Error as exc:
+            self._discard_connection()
+            raise SinkError(self.name, str(exc).strip()) from exc
+
+    def _load(self, cur, batch: Batch, key: str) -> int:
+        s = self._statements
+        cur.execute(s["lock"])
+        cur.execute(s["seen"], (key,))
+        if cur.fetchone() is not None:
+            return 0
+        cur.execute(s["stage"])
+        self._loader.copy(cur, self._bucket, key)
+        cur.execute(s["merge"])
+        inserted = cur.rowcount
+        cur.execute(
+            s["record"],
+            (key, batch.shard_id, batch.first_sequence, batch.last_sequence,
+             len(batch.records), inserted, self._clock()),
+        )
+        cur.execute(s["drop"])
+        return inserted
+
+    def _connection(self):
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
+
+    def _discard_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg2.Error:
+                pass
+        self._conn = None
+
+    def close(self) -> None:
+        self._discard_connection()

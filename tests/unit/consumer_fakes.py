@@ -1,0 +1,84 @@
+"""Recording fakes for the consumer's edges: sinks and the checkpointer."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from decimal import Decimal
+
+from consumer.batch import Batch, StreamRecord
+from consumer.checkpoints import LeaseLost
+from consumer.sinks import SinkError
+from retail_stream.schema import Transaction, encode, event_id
+
+
+def transaction(line: int, customer: int | None = 17850, invoice: str = "536365") -> Transaction:
+    return Transaction(
+        event_id=event_id("test.csv", line),
+        invoice_no=invoice,
+        stock_code="85123A",
+        description="WHITE HANGING HEART T-LIGHT HOLDER",
+        quantity=6,
+        invoice_date=dt.datetime(2010, 12, 1, 8, 26),
+        unit_price=Decimal("2.55"),
+        customer_id=customer,
+        country="United Kingdom",
+        source="test.csv",
+        line=line,
+    )
+
+
+def stream_record(seq: int, data: bytes | None = None, arrival_ms: int = 1_700_000_000_000) -> StreamRecord:
+    return StreamRecord(
+        data=encode(transaction(seq)) if data is None else data,
+        sequence_number=str(seq),
+        sub_sequence_number=0,
+        partition_key="c17850",
+        arrival_ms=arrival_ms,
+    )
+
+
+def kcl_record(seq: int, data: bytes) -> dict:
+    """A record as the MultiLangDaemon sends it over stdin."""
+    return {
+        "action": "record",
+        "data": base64.b64encode(data).decode(),
+        "partitionKey": "c17850",
+        "sequenceNumber": str(seq),
+        "subSequenceNumber": 0,
+        "approximateArrivalTimestamp": 1_700_000_000_000,
+    }
+
+
+class RecordingSink:
+    def __init__(self, name: str, failures: int = 0, log: list | None = None) -> None:
+        self.name = name
+        self.failures = failures
+        self.batches: list[Batch] = []
+        self.log = log if log is not None else []
+
+    def write(self, batch: Batch) -> None:
+        if self.failures:
+            self.failures -= 1
+            self.log.append(f"{self.name}:fail")
+            raise SinkError(self.name, "unavailable")
+        self.batches.append(batch)
+        self.log.append(f"{self.name}:{batch.last_sequence}")
+
+
+class RecordingCheckpointer:
+    def __init__(self, log: list | None = None, errors: list[Exception] | None = None) -> None:
+        self.log = log if log is not None else []
+        self.errors = list(errors or [])
+        self.positions: list[str | None] = []
+
+    def checkpoint(self, sequence_number, sub_sequence_number) -> None:
+        if self.errors:
+            raise self.errors.pop(0)
+        self.positions.append(sequence_number)
+        self.log.append(f"checkpoint:{sequence_number}")
+
+
+class LosingCheckpointer(RecordingCheckpointer):
+    def checkpoint(self, sequence_number, sub_sequence_number) -> None:
+        raise LeaseLost("ShutdownException")

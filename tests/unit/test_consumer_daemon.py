@@ -1,0 +1,37 @@
+from pathlib import Path
+
+from consumer.daemon import java_command, jars_dir, kcl_properties, render_properties
+from retail_stream.settings import Settings
+
+
+def test_properties_point_the_kcl_at_the_configured_endpoint():
+    settings = Settings(kcl_lease_assignment_interval_ms=2000)
+    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}
+    props = kcl_properties(settings, "worker-1", "/py -u -m consumer.record_processor", env)
+    assert props["kinesisEndpoint"] == props["dynamoDBEndpoint"] == "http://127.0.0.1:4566"
+    assert props["workerId"] == "worker-1"
+    assert props["streamName"] == "retail-transactions"
+    assert props["callProcessRecordsEvenForEmptyRecordList"] == "true"
+    assert props["leaseAssignmentIntervalMillis"] == 2000
+    assert "executableName = /py -u -m consumer.record_processor\n" in render_properties(props)
+
+
+def test_real_aws_gets_no_endpoint_and_no_cbor_switch(tmp_path: Path):
+    settings = Settings()
+    props = kcl_properties(settings, "w", "x", {})
+    assert "kinesisEndpoint" not in props and "dynamoDBEndpoint" not in props
+    command = java_command(settings, tmp_path / "c.properties", {})
+    assert "-Daws.cborEnabled=false" not in command
+    assert command[-2:] == ["--properties-file", str(tmp_path / "c.properties")]
+
+
+def test_service_specific_endpoint_wins():
+    env = {"AWS_ENDPOINT_URL": "http://a:1", "AWS_ENDPOINT_URL_KINESIS": "http://k:2"}
+    props = kcl_properties(Settings(), "w", "x", env)
+    assert props["kinesisEndpoint"] == "http://k:2"
+    assert props["dynamoDBEndpoint"] == "http://a:1"
+
+
+def test_the_kcl_jars_ship_in_the_wheel():
+    jars = {p.name for p in jars_dir().glob("*.jar")}
+    assert "amazon-kinesis-client-multilang-3.1.3.jar" in jars

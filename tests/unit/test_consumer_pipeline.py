@@ -1,0 +1,147 @@
+import pytest
+
+from consumer.buffer import FlushPolicy, ShardBuffer
+from consumer.checkpoints import CheckpointFailed, CheckpointThrottled
+from consumer.pipeline import FlushFailed, RetryPolicy, ShardPipeline
+from tests.unit.consumer_fakes import (
+    LosingCheckpointer,
+    RecordingCheckpointer,
+    RecordingSink,
+    stream_record,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make(max_records=3, max_bytes=10**9, max_age=60.0, sinks=None, deadline=30.0):
+    clock = Clock()
+    log: list[str] = []
+    sinks = sinks or [RecordingSink("dynamodb", log=log), RecordingSink("s3", log=log)]
+    for s in sinks:
+        s.log = log
+    pipeline = ShardPipeline(
+        ShardBuffer("shardId-0", FlushPolicy(max_records, max_bytes, max_age)),
+        sinks,
+        RetryPolicy(deadline_seconds=deadline, base_delay=0.5, max_delay=4),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    return pipeline, clock, log, sinks
+
+
+def test_flushes_at_record_count_and_checkpoints_after_every_sink():
+    pipeline, _, log, sinks = make(max_records=3)
+    cp = RecordingCheckpointer(log)
+    pipeline.receive([stream_record(i) for i in range(1, 8)], cp)
+    assert log == [
+        "dynamodb:3", "s3:3", "checkpoint:3",
+        "dynamodb:6", "s3:6", "checkpoint:6",
+    ]
+    assert len(pipeline.buffer) == 1  # record 7 waits for the next flush
+
+
+def test_flushes_on_age_even_without_new_records():
+    pipeline, clock, log, _ = make(max_records=100, max_age=60)
+    cp = RecordingCheckpointer(log)
+    pipeline.receive([stream_record(1)], cp)
+    assert cp.positions == []
+    clock.now += 59
+    pipeline.receive([], cp)
+    assert cp.positions == []
+    clock.now += 1
+    pipeline.receive([], cp)
+    assert cp.positions == ["1"]
+
+
+def test_flushes_on_byte_size():
+    size = len(stream_record(1).data)
+    pipeline, _, _, _ = make(max_records=100, max_bytes=2 * size)
+    cp = RecordingCheckpointer()
+    pipeline.receive([stream_record(1), stream_record(2), stream_record(3)], cp)
+    assert cp.positions == ["2"]
+
+
+def test_failing_sink_is_retried_and_checkpoint_waits_for_it():
+    log: list[str] = []
+    sinks = [RecordingSink("dynamodb"), RecordingSink("warehouse", failures=2)]
+    pipeline, clock, log, _ = make(max_records=2, sinks=sinks)
+    cp = RecordingCheckpointer(log)
+    pipeline.receive([stream_record(1), stream_record(2)], cp)
+    assert log == ["dynamodb:2", "warehouse:fail", "warehouse:fail", "warehouse:2", "checkpoint:2"]
+    assert clock.now > 0  # it backed off between attempts
+
+
+def test_sink_failing_past_the_deadline_never_checkpoints():
+    sinks = [RecordingSink("dynamodb", failures=10**6)]
+    pipeline, clock, log, _ = make(max_records=1, sinks=sinks, deadline=30)
+    cp = RecordingCheckpointer(log)
+    with pytest.raises(FlushFailed):
+        pipeline.receive([stream_record(1)], cp)
+    assert cp.positions == []
+    assert clock.now >= 30
+
+
+def test_invalid_records_are_dead_lettered_and_do_not_stop_the_shard():
+    pipeline, _, _, sinks = make(max_records=3)
+    cp = RecordingCheckpointer()
+    pipeline.receive([stream_record(1), stream_record(2, data=b"\xff not json"), stream_record(3)], cp)
+    batch = sinks[0].batches[0]
+    assert [r.line for r in batch.records] == [1, 3]
+    assert len(batch.dead_letters) == 1
+    assert batch.dead_letters[0].record.data == b"\xff not json"
+    assert "malformed" in batch.dead_letters[0].reason
+    assert cp.positions == ["3"]
+
+
+def test_lease_lost_drops_buffer_and_never_checkpoints():
+    pipeline, _, log, sinks = make(max_records=10)
+    cp = RecordingCheckpointer(log)
+    pipeline.receive([stream_record(1), stream_record(2)], cp)
+    pipeline.lose_lease()
+    pipeline.receive([stream_record(3)], cp)
+    pipeline.finish(cp, shard_end=False)
+    assert log == []
+    assert len(pipeline.buffer) == 0
+
+
+def test_checkpoint_refused_with_shutdown_means_lease_lost():
+    pipeline, _, _, sinks = make(max_records=1)
+    pipeline.receive([stream_record(1)], LosingCheckpointer())
+    assert pipeline.lease_lost
+    pipeline.receive([stream_record(2)], RecordingCheckpointer())
+    assert len(sinks[0].batches) == 1  # nothing written after the lease was lost
+
+
+def test_throttled_checkpoint_is_retried_then_gives_up():
+    pipeline, _, _, _ = make(max_records=1)
+    cp = RecordingCheckpointer(errors=[CheckpointThrottled("ThrottlingException")] * 2)
+    pipeline.receive([stream_record(1)], cp)
+    assert cp.positions == ["1"]
+    cp = RecordingCheckpointer(errors=[CheckpointThrottled("ThrottlingException")] * 100)
+    with pytest.raises(CheckpointFailed):
+        pipeline.receive([stream_record(2)], cp)
+
+
+def test_shard_end_flushes_then_checkpoints_the_whole_shard():
+    pipeline, _, log, _ = make(max_records=10)
+    cp = RecordingCheckpointer(log)
+    pipeline.receive([stream_record(1), stream_record(2)], cp)
+    pipeline.finish(cp, shard_end=True)
+    assert log == ["dynamodb:2", "s3:2", "checkpoint:2", "checkpoint:None"]
+
+
+def test_shutdown_requested_flushes_then_checkpoints():
+    pipeline, _, log, _ = make(max_records=10)
+    cp = RecordingCheckpointer(log)
+    pipeline.receive([stream_record(5)], cp)
+    pipeline.finish(cp, shard_end=False)
+    assert log == ["dynamodb:5", "s3:5", "checkpoint:5"]

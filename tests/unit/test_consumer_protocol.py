@@ -1,0 +1,106 @@
+"""The whole KCL protocol, driven in memory through amazon_kclpy's KCLProcess."""
+
+import io
+import json
+
+import pytest
+
+from consumer.buffer import FlushPolicy, ShardBuffer
+from consumer.pipeline import RetryPolicy, ShardPipeline
+from consumer.record_processor import EXIT_NOT_DURABLE, RecordProcessor
+from amazon_kclpy import kcl
+from tests.unit.consumer_fakes import RecordingSink, kcl_record, stream_record
+
+
+def run(messages: list[dict], sinks, max_records=2, deadline=0.0):
+    """Feed daemon messages; return what the processor wrote on stdout, parsed."""
+    def build(shard_id):
+        return ShardPipeline(
+            ShardBuffer(shard_id, FlushPolicy(max_records, 10**9, 60)),
+            sinks,
+            RetryPolicy(deadline_seconds=deadline, base_delay=0),
+            sleep=lambda s: None,
+        )
+
+    stdin = io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
+    stdout, stderr = io.StringIO(), io.StringIO()
+    process = kcl.KCLProcess(RecordProcessor(build), stdin, stdout, stderr)
+    exit_code = None
+    try:
+        process.run()
+    except SystemExit as exc:
+        exit_code = exc.code
+    return [json.loads(line) for line in stdout.getvalue().splitlines() if line], exit_code
+
+
+def init():
+    return {"action": "initialize", "shardId": "shardId-000000000000", "sequenceNumber": "TRIM_HORIZON",
+            "subSequenceNumber": 0}
+
+
+def records(*seqs):
+    return {"action": "processRecords", "millisBehindLatest": 0,
+            "records": [kcl_record(s, stream_record(s).data) for s in seqs]}
+
+
+def ack(seq):
+    return {"action": "checkpoint", "sequenceNumber": str(seq), "subSequenceNumber": 0}
+
+
+def test_checkpoint_follows_durable_write_and_stdout_holds_only_protocol():
+    sink = RecordingSink("dynamodb")
+    out, code = run([init(), records(1, 2), ack(2), {"action": "shutdownRequested"}], [sink])
+    assert code is None
+    assert out == [
+        {"action": "status", "responseFor": "initialize"},
+        {"action": "checkpoint", "sequenceNumber": "2", "subSequenceNumber": 0},
+        {"action": "status", "responseFor": "processRecords"},
+        {"action": "status", "responseFor": "shutdownRequested"},
+    ]
+    assert [r.line for r in sink.batches[0].records] == [1, 2]
+
+
+def test_throttled_checkpoint_is_retried():
+    sink = RecordingSink("dynamodb")
+    throttled = dict(ack(2), error="ThrottlingException")
+    out, code = run([init(), records(1, 2), throttled, ack(2)], [sink])
+    assert code is None
+    checkpoints = [m for m in out if m["action"] == "checkpoint"]
+    assert len(checkpoints) == 2
+
+
+def test_shutdown_exception_on_checkpoint_stops_writing():
+    sink = RecordingSink("dynamodb")
+    refused = dict(ack(2), error="ShutdownException")
+    out, code = run([init(), records(1, 2), refused, records(3, 4)], [sink])
+    assert code is None
+    assert len(sink.batches) == 1
+    assert [m["action"] for m in out].count("checkpoint") == 1
+
+
+def test_shard_end_checkpoints_with_no_sequence():
+    sink = RecordingSink("dynamodb")
+    out, _ = run(
+        [init(), records(1), {"action": "shardEnded"}, ack(1),
+         {"action": "checkpoint", "sequenceNumber": None, "subSequenceNumber": None}],
+        [sink], max_records=10,
+    )
+    checkpoints = [m for m in out if m["action"] == "checkpoint"]
+    assert checkpoints[-1]["sequenceNumber"] is None
+    assert out[-1] == {"action": "status", "responseFor": "shardEnded"}
+
+
+def test_lease_lost_never_checkpoints_and_drops_buffer():
+    sink = RecordingSink("dynamodb")
+    out, _ = run([init(), records(1), {"action": "leaseLost"}], [sink], max_records=10)
+    assert not any(m["action"] == "checkpoint" for m in out)
+    assert sink.batches == []
+
+
+def test_a_batch_that_cannot_be_made_durable_ends_the_process():
+    # amazon_kclpy would swallow an exception and report the batch done.
+    sink = RecordingSink("warehouse", failures=10**6)
+    out, code = run([init(), records(1, 2)], [sink])
+    assert code == EXIT_NOT_DURABLE
+    assert not any(m["action"] == "checkpoint" for m in out)
+    assert {"action": "status", "responseFor": "processRecords"} not in out

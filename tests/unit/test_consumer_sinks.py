@@ -1,0 +1,91 @@
+import datetime as dt
+import gzip
+import json
+from decimal import Decimal
+
+import pytest
+
+from consumer.batch import Batch, DeadLetter
+from consumer.sinks.dead_letters import to_line
+from consumer.sinks.dynamodb import to_item, write_requests
+from consumer.sinks.raw_zone import object_key, to_ndjson_gz
+from consumer.sinks.warehouse import jsonpaths_fields, ndjson_to_copy_text
+from consumer.wiring import jsonpaths_document
+from retail_stream.schema import Transaction, decode
+from tests.unit.consumer_fakes import stream_record, transaction
+
+
+def batch(records, dead=(), first="100", last="200", arrival_ms=1_291_192_000_000):
+    return Batch("shardId-000000000001", tuple(records), tuple(dead), first, last, 0, arrival_ms)
+
+
+def test_item_keys_and_sparse_customer_index():
+    item = to_item(transaction(2))
+    assert item["invoice_no"] == {"S": "536365"}
+    assert item["event_id"]["S"] == transaction(2).event_id
+    assert item["unit_price"] == {"N": "2.55"}
+    assert item["customer_id"] == {"N": "17850"}
+    assert item["customer_sort"]["S"].startswith("2010-12-01T08:26:00#536365#")
+    anonymous = to_item(transaction(3, customer=None))
+    assert "customer_id" not in anonymous and "customer_sort" not in anonymous
+
+
+def test_item_price_is_never_in_exponent_form():
+    record = transaction(2)
+    record = Transaction(**{**{f: getattr(record, f) for f in record.__struct_fields__},
+                            "unit_price": Decimal("1E+2")})
+    assert to_item(record)["unit_price"] == {"N": "100"}
+
+
+def test_write_requests_chunks_by_25_and_never_repeats_a_key():
+    records = [transaction(i) for i in range(1, 61)] + [transaction(5)]
+    calls = write_requests(records)
+    assert [len(c) for c in calls] == [25, 25, 10]
+    keys = [(r["PutRequest"]["Item"]["invoice_no"]["S"], r["PutRequest"]["Item"]["event_id"]["S"])
+            for c in calls for r in c]
+    assert len(keys) == len(set(keys)) == 60
+
+
+def test_raw_object_key_is_deterministic_and_date_partitioned():
+    b = batch([transaction(1)])
+    assert object_key("raw/transactions", b) == (
+        "raw/transactions/dt=2010-12-01/shard=shardId-000000000001/100-200.ndjson.gz"
+    )
+    assert object_key("raw/transactions", b) == object_key("raw/transactions", batch([transaction(1)]))
+
+
+def test_ndjson_gz_round_trips_and_is_byte_stable():
+    records = (transaction(1), transaction(2, customer=None))
+    body = to_ndjson_gz(records)
+    assert body == to_ndjson_gz(records)
+    lines = gzip.decompress(body).splitlines()
+    assert [decode(line) for line in lines] == list(records)
+
+
+def test_dead_letter_line_keeps_raw_bytes_and_reason():
+    record = stream_record(7, data=b"\x00\xffgarbage")
+    line = json.loads(to_line(DeadLetter(record, "JSON is malformed"), "shardId-1"))
+    assert line["reason"] == "JSON is malformed"
+    assert line["sequence_number"] == "7"
+    assert line["shard_id"] == "shardId-1"
+    import base64
+    assert base64.b64decode(line["data_base64"]) == b"\x00\xffgarbage"
+
+
+def test_jsonpaths_fields_match_the_record_fields_in_order():
+    assert jsonpaths_fields(jsonpaths_document()) == Transaction.__struct_fields__
+
+
+@pytest.mark.parametrize("bad", ['{"jsonpaths": ["$.a.b"]}', '{"jsonpaths": ["$[0]"]}'])
+def test_jsonpaths_rejects_nested_paths(bad):
+    with pytest.raises(ValueError):
+        jsonpaths_fields(bad)
+
+
+def test_copy_text_applies_jsonpaths_exactly():
+    record = transaction(1, customer=None)
+    record = Transaction(**{**{f: getattr(record, f) for f in record.__struct_fields__},
+                            "description": "TAB\there, back\\slash\nnewline",
+                            "unit_price": Decimal("0.1000")})
+    text = ndjson_to_copy_text(to_ndjson_gz((record,)), ("event_id", "description", "unit_price", "customer_id"))
+    assert text == f"{record.event_id}\tTAB\\there, back\\\\slash\\nnewline\t0.1000\t\\N\n"
