@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Mapping
 
@@ -85,20 +86,46 @@ def java_command(settings: Settings, properties_file: Path, environ: Mapping[str
     return command + ["-cp", classpath, MULTILANG_DAEMON, "--properties-file", str(properties_file)]
 
 
+def relay_processor_logs(workdir: Path) -> Path:
+    """A named pipe the record processors log to, copied line by line to our
+    stderr by a daemon thread. Lines under PIPE_BUF arrive whole."""
+    pipe = workdir / "processors.log"
+    os.mkfifo(pipe, 0o600)
+    # Held open for writing too, so the reader never sees end-of-file
+    # between one processor closing and the next opening.
+    reader = open(os.open(pipe, os.O_RDONLY | os.O_NONBLOCK), "rb", buffering=0)
+    keepalive = os.open(pipe, os.O_WRONLY)
+    os.set_blocking(reader.fileno(), True)
+
+    def copy() -> None:
+        for line in reader:
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+
+    threading.Thread(target=copy, name="processor-logs", daemon=True).start()
+    return pipe
+
+
 def run(settings: Settings, environ: Mapping[str, str]) -> int:
-    """Run the daemon until it exits; returns its exit status."""
+    """Run the daemon until it exits; returns its exit status (0 after a
+    stop we forwarded)."""
+    from consumer.record_processor import LOG_PIPE_ENV
+
     worker_id = settings.worker_id()
     executable = f"{sys.executable} -u -m consumer.record_processor"
     workdir = Path(tempfile.mkdtemp(prefix="kcl-"))
     properties_file = workdir / "consumer.properties"
     properties_file.write_text(render_properties(kcl_properties(settings, worker_id, executable, environ)))
     command = java_command(settings, properties_file, environ)
+    env = {**environ, LOG_PIPE_ENV: str(relay_processor_logs(workdir))}
     log.info("daemon_starting", worker_id=worker_id, stream=settings.stream_name, command=command)
     # Own session: a terminal's Ctrl-C reaches the daemon only through us, once.
-    daemon = subprocess.Popen(command, stdout=sys.stderr, start_new_session=True)
+    daemon = subprocess.Popen(command, stdout=sys.stderr, env=env, start_new_session=True)
+    stopping = threading.Event()
 
     def forward(signum, _frame):
         log.info("daemon_stopping", signal=signal.Signals(signum).name)
+        stopping.set()
         if daemon.poll() is None:
             daemon.send_signal(signal.SIGTERM)
 
@@ -109,6 +136,9 @@ def run(settings: Settings, environ: Mapping[str, str]) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     log.info("daemon_exited", status=status)
+    # The JVM exits 143 after a SIGTERM even when its shutdown was clean.
+    if stopping.is_set() and status in (0, 128 + signal.SIGTERM):
+        return 0
     return status if status >= 0 else 128 - status
 
 

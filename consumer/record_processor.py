@@ -8,6 +8,7 @@ to stdout: it is the protocol channel.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Callable
@@ -20,6 +21,8 @@ from amazon_kclpy.v3 import processor
 from consumer.batch import StreamRecord
 from consumer.checkpoints import CheckpointFailed, CheckpointThrottled, LeaseLost
 from consumer.pipeline import ShardPipeline
+
+LOG_PIPE_ENV = "CONSUMER_LOG_PIPE"
 
 log = structlog.get_logger("consumer.record_processor")
 
@@ -92,6 +95,21 @@ class RecordProcessor(processor.RecordProcessorBase):
             raise SystemExit(EXIT_NOT_DURABLE) from None
 
 
+def log_stream():
+    """Where this processor logs: the supervisor's log pipe when there is one.
+
+    The daemon re-logs every stderr line of a processor as an ERROR of its
+    own, and prints it again; the pipe keeps our events single and clean.
+    """
+    path = os.environ.get(LOG_PIPE_ENV)
+    if path:
+        try:
+            return open(path, "w", buffering=1, encoding="utf-8")
+        except OSError:
+            pass
+    return sys.stderr
+
+
 def main() -> None:
     # The daemon drives shutdown (shutdown_requested); a SIGTERM or SIGINT sent
     # to the whole process group must not kill a shard mid-batch.
@@ -104,7 +122,7 @@ def main() -> None:
     # (ours or a library's) lands on stderr instead of corrupting it.
     protocol_out, sys.stdout = sys.stdout, sys.stderr
     settings = load_settings()
-    logs.configure(settings.log_level, service="consumer", worker_id=settings.worker_id())
+    logs.configure(settings.log_level, log_stream(), service="consumer", worker_id=settings.worker_id())
     process = RecordProcessor(lambda shard_id: build_pipeline(settings, shard_id))
     kcl.KCLProcess(process, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
 

@@ -1,0 +1,93 @@
+"""Counts what is actually in each place after a run: the stream, DynamoDB,
+the S3 raw zone and dead-letter prefix, and the warehouse. Read from the
+stores themselves, never from counters the services keep."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import asdict, dataclass
+
+import psycopg2
+from psycopg2 import sql
+
+from retail_stream import aws
+from retail_stream.settings import Settings
+
+
+@dataclass(frozen=True)
+class Census:
+    kinesis_records: int
+    dynamodb_items: int
+    s3_objects: int
+    s3_records: int
+    s3_distinct_events: int
+    redshift_rows: int
+    redshift_distinct_events: int
+    dead_lettered: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def kinesis_records(settings: Settings) -> int:
+    """Every record in the stream, read from TRIM_HORIZON on every shard."""
+    kinesis = aws.client("kinesis", settings)
+    shards = kinesis.list_shards(StreamName=settings.stream_name)["Shards"]
+    total = 0
+    for shard in shards:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=settings.stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+            total += len(response["Records"])
+            if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
+                break
+            iterator = response.get("NextShardIterator")
+    return total
+
+
+def dynamodb_items(settings: Settings) -> int:
+    paginator = aws.client("dynamodb", settings).get_paginator("scan")
+    return sum(page["Count"] for page in paginator.paginate(TableName=settings.dynamodb_table, Select="COUNT"))
+
+
+def s3_lines(settings: Settings, prefix: str) -> tuple[int, list[bytes]]:
+    """(object count, every line of every object) under a prefix; gunzips .gz objects."""
+    s3 = aws.client("s3", settings)
+    objects, lines = 0, []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket, Prefix=prefix + "/"):
+        for entry in page.get("Contents", []):
+            body = s3.get_object(Bucket=settings.s3_bucket, Key=entry["Key"])["Body"].read()
+            if entry["Key"].endswith(".gz"):
+                body = gzip.decompress(body)
+            objects += 1
+            lines.extend(line for line in body.splitlines() if line.strip())
+    return objects, lines
+
+
+def warehouse_rows(settings: Settings) -> tuple[int, int]:
+    """(rows, distinct event ids) in the warehouse table."""
+    table = sql.Identifier(settings.warehouse_schema, settings.warehouse_table)
+    with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT count(*), count(DISTINCT event_id) FROM {}").format(table))
+        rows, distinct = cur.fetchone()
+    conn.close()
+    return rows, distinct
+
+
+def take(settings: Settings) -> Census:
+    s3_objects, raw_lines = s3_lines(settings, settings.s3_raw_prefix)
+    _, dead_lines = s3_lines(settings, settings.s3_dead_letter_prefix)
+    rows, distinct = warehouse_rows(settings)
+    return Census(
+        kinesis_records=kinesis_records(settings),
+        dynamodb_items=dynamodb_items(settings),
+        s3_objects=s3_objects,
+        s3_records=len(raw_lines),
+        s3_distinct_events=len({json.loads(line)["event_id"] for line in raw_lines}),
+        redshift_rows=rows,
+        redshift_distinct_events=distinct,
+        dead_lettered=len(dead_lines),
+    )
