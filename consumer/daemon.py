@@ -77,8 +77,28 @@ def render_properties(props: Mapping[str, object]) -> str:
     return "".join(f"{key} = {value}\n" for key, value in props.items())
 
 
+def logback_config(level: str) -> str:
+    """The daemon's own logging: plain lines on stderr at `level`. Pure.
+
+    The multilang classes that log every message exchanged with a processor
+    at INFO (several a second per shard, even when idle) are kept at WARN.
+    """
+    return f"""<configuration>
+  <appender name="STDERR" class="ch.qos.logback.core.ConsoleAppender">
+    <target>System.err</target>
+    <encoder><pattern>%d{{ISO8601}} kcl %-5level %logger{{36}} [%mdc{{ShardId:-NONE}}] - %msg%n</pattern></encoder>
+  </appender>
+  <logger name="software.amazon.kinesis.multilang.MultiLangProtocol" level="WARN"/>
+  <logger name="software.amazon.kinesis.multilang.MessageWriter" level="WARN"/>
+  <logger name="software.amazon.kinesis.multilang.LineReaderTask" level="WARN"/>
+  <root level="{level.upper()}"><appender-ref ref="STDERR"/></root>
+</configuration>
+"""
+
+
 def java_command(settings: Settings, properties_file: Path, environ: Mapping[str, str]) -> list[str]:
-    command = [settings.java_bin]
+    logback = properties_file.parent / "logback.xml"
+    command = [settings.java_bin, f"-Dlogback.configurationFile={logback}"]
     if endpoint(environ, "kinesis"):
         # Emulators speak Kinesis' JSON protocol, not the CBOR the SDK prefers.
         command.append("-Daws.cborEnabled=false")
@@ -116,6 +136,7 @@ def run(settings: Settings, environ: Mapping[str, str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="kcl-"))
     properties_file = workdir / "consumer.properties"
     properties_file.write_text(render_properties(kcl_properties(settings, worker_id, executable, environ)))
+    (workdir / "logback.xml").write_text(logback_config(settings.kcl_log_level))
     command = java_command(settings, properties_file, environ)
     env = {**environ, LOG_PIPE_ENV: str(relay_processor_logs(workdir))}
     log.info("daemon_starting", worker_id=worker_id, stream=settings.stream_name, command=command)

@@ -30,22 +30,27 @@ class Census:
         return asdict(self)
 
 
-def kinesis_records(settings: Settings) -> int:
-    """Every record in the stream, read from TRIM_HORIZON on every shard."""
+def stream_records(settings: Settings) -> dict[str, list[dict]]:
+    """Every record in the stream, per shard, read from TRIM_HORIZON."""
     kinesis = aws.client("kinesis", settings)
     shards = kinesis.list_shards(StreamName=settings.stream_name)["Shards"]
-    total = 0
+    found: dict[str, list[dict]] = {}
     for shard in shards:
+        records = found.setdefault(shard["ShardId"], [])
         iterator = kinesis.get_shard_iterator(
             StreamName=settings.stream_name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
         while iterator:
             response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            total += len(response["Records"])
+            records.extend(response["Records"])
             if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
                 break
             iterator = response.get("NextShardIterator")
-    return total
+    return found
+
+
+def kinesis_records(settings: Settings) -> int:
+    return sum(len(records) for records in stream_records(settings).values())
 
 
 def dynamodb_items(settings: Settings) -> int:

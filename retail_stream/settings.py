@@ -58,6 +58,7 @@ class Settings:
     kcl_lease_assignment_interval_ms: int = 0  # 0: the KCL's own default
     java_bin: str = "java"
     log_level: str = "INFO"
+    kcl_log_level: str = "INFO"
 
     @property
     def jsonpaths_uri(self) -> str:
@@ -105,6 +106,7 @@ class Settings:
             ("flush_retry_seconds", self.flush_retry_seconds >= 0),
             ("kcl_max_records", 1 <= self.kcl_max_records <= 10_000),
             ("log_level", self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")),
+            ("kcl_log_level", self.kcl_log_level.upper() in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "OFF")),
         ]
         if self.warehouse_dialect == "redshift":
             checks.append(("redshift_iam_role", _IAM_ROLE.match(self.redshift_iam_role)))
@@ -164,4 +166,5 @@ ENVIRONMENT: dict[str, str] = {
     "kcl_lease_assignment_interval_ms": "KCL_LEASE_ASSIGNMENT_INTERVAL_MS",
     "java_bin": "JAVA_BIN",
     "log_level": "LOG_LEVEL",
+    "kcl_log_level": "KCL_LOG_LEVEL",
 }

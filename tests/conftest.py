@@ -1,0 +1,46 @@
+"""Shared fixtures: a real local stack (AWS emulator over the network and a
+PostgreSQL server), started by the tests themselves on free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from retail_stream.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_stack(state_dir: Path):
+    from local_stack.stack import LocalStack
+
+    stack = LocalStack(state_dir=state_dir, emulator_port=free_port(), postgres_port=free_port())
+    stack.up()
+    return stack
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory):
+    """One stack for the integration tests; its variables are set in os.environ
+    so boto3 and Settings.from_env() find it, as a deployed service would."""
+    stack = start_stack(tmp_path_factory.mktemp("stack"))
+    saved = dict(os.environ)
+    os.environ.update(stack.environment())
+    try:
+        yield stack
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def settings(local_stack) -> Settings:
+    return Settings.from_env()

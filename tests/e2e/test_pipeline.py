@@ -1,0 +1,193 @@
+"""The whole pipeline with the real KCL MultiLangDaemon: producer -> Kinesis
+-> consumer -> DynamoDB, S3, PostgreSQL. The daemon starts once for the module."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from local_stack import census
+from producer.csv_source import read_rows
+from retail_stream import aws
+from retail_stream.schema import InvalidRecord, parse_row
+from retail_stream.settings import Settings
+from tests.conftest import start_stack
+
+pytestmark = pytest.mark.e2e
+
+CSV = Path(__file__).resolve().parents[2] / "data" / "TestSample.csv"
+
+
+def expected_records():
+    valid, invalid = {}, 0
+    for line, fields in read_rows(CSV):
+        try:
+            record = parse_row(fields, CSV.name, line)
+        except InvalidRecord:
+            invalid += 1
+            continue
+        valid[record.event_id] = record
+    return valid, invalid
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Pipeline:
+    def __init__(self, stack, tmp: Path):
+        self.env = {**os.environ, **stack.environment(), "FLUSH_MAX_AGE_SECONDS": "2", "KCL_WORKER_ID": "e2e"}
+        self.settings = Settings.from_env(self.env)
+        self.tmp = tmp
+        self.consumer = None
+
+    def produce(self, *args: str) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-m", "producer", *args], env=self.env, cwd=self.tmp,
+            stdout=subprocess.PIPE, text=True, check=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def start_consumer(self):
+        self.log = (self.tmp / "consumer.log").open("w")
+        self.consumer = subprocess.Popen(
+            [sys.executable, "-m", "consumer"], env=self.env, stdout=self.log, stderr=self.log
+        )
+
+    def stop_consumer(self) -> int:
+        self.consumer.send_signal(signal.SIGTERM)
+        return self.consumer.wait(60)
+
+    def checkpoints(self) -> dict[str, str]:
+        client = aws.client("dynamodb", self.settings)
+        items = client.scan(TableName=self.settings.kcl_application_name)["Items"]
+        return {i["leaseKey"]["S"]: i.get("checkpoint", {}).get("S") for i in items}
+
+    def last_sequences(self) -> dict[str, str]:
+        return {
+            shard: records[-1]["SequenceNumber"]
+            for shard, records in census.stream_records(self.settings).items()
+            if records
+        }
+
+    def drained(self) -> bool:
+        last = self.last_sequences()
+        cps = self.checkpoints()
+        return bool(last) and all(cps.get(shard) == seq for shard, seq in last.items())
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    stack = start_stack(tmp / "stack")
+    p = Pipeline(stack, tmp)
+    try:
+        p.first_replay = p.produce(str(CSV), "--rejects", str(tmp / "rejects.jsonl"))
+        p.start_consumer()
+        wait_until(p.drained, 300, "the consumer to checkpoint every shard's last record")
+        p.first = census.take(p.settings)
+        yield p
+    finally:
+        if p.consumer and p.consumer.poll() is None:
+            p.stop_consumer()
+        stack.down()
+
+
+def test_every_valid_row_is_once_in_every_sink(pipeline):
+    valid, invalid = expected_records()
+    first = pipeline.first
+    assert pipeline.first_replay["sent"] == len(valid)
+    assert pipeline.first_replay["rejected"] == invalid > 0
+    assert first.kinesis_records == len(valid)
+    assert first.dynamodb_items == len(valid)
+    assert first.s3_records == first.s3_distinct_events == len(valid)
+    assert first.redshift_rows == first.redshift_distinct_events == len(valid)
+    assert first.dead_lettered == 0
+
+
+def test_warehouse_rows_equal_the_source_rows(pipeline):
+    valid, _ = expected_records()
+    settings = pipeline.settings
+    with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT event_id, invoice_no, stock_code, description, quantity, invoice_date, unit_price, "
+            "customer_id, country, source, line FROM retail.transactions"
+        )
+        rows = {row[0]: row for row in cur.fetchall()}
+    conn.close()
+    assert rows.keys() == valid.keys()
+    for event_id, record in valid.items():
+        assert rows[event_id] == tuple(getattr(record, f) for f in record.__struct_fields__)
+
+
+def test_dynamodb_items_equal_the_source_rows(pipeline):
+    valid, _ = expected_records()
+    client = aws.client("dynamodb", pipeline.settings)
+    items = [i for page in client.get_paginator("scan").paginate(TableName=pipeline.settings.dynamodb_table)
+             for i in page["Items"]]
+    by_id = {i["event_id"]["S"]: i for i in items}
+    assert by_id.keys() == valid.keys()
+    for event_id, record in valid.items():
+        item = by_id[event_id]
+        assert item["invoice_no"]["S"] == record.invoice_no
+        assert int(item["quantity"]["N"]) == record.quantity
+        assert item["unit_price"]["N"] == format(record.unit_price, "f")
+        assert ("customer_id" in item) == (record.customer_id is not None)
+
+
+def test_s3_objects_are_gzip_ndjson_with_the_source_rows(pipeline):
+    valid, _ = expected_records()
+    _, lines = census.s3_lines(pipeline.settings, pipeline.settings.s3_raw_prefix)
+    assert {json.loads(line)["event_id"] for line in lines} == valid.keys()
+
+
+def test_checkpoints_reached_the_end_of_every_shard(pipeline):
+    last = pipeline.last_sequences()
+    assert len(last) == 2
+    assert pipeline.checkpoints() == last
+
+
+def test_poison_records_are_dead_lettered_and_the_shard_moves_on(pipeline):
+    kinesis = aws.client("kinesis", pipeline.settings)
+    poison = [b"not json", b"\x00\xff\xfe binary", b'{"event_id": "x"}', b"[1, 2, 3]"]
+    for i, data in enumerate(poison):
+        kinesis.put_record(StreamName=pipeline.settings.stream_name, Data=data, PartitionKey=f"poison-{i}")
+    wait_until(pipeline.drained, 120, "the poison records to be checkpointed")
+    _, lines = census.s3_lines(pipeline.settings, pipeline.settings.s3_dead_letter_prefix)
+    letters = [json.loads(line) for line in lines]
+    assert sorted(base64.b64decode(d["data_base64"]) for d in letters) == sorted(poison)
+    assert all(d["reason"] and d["shard_id"].startswith("shardId-") for d in letters)
+
+
+def test_a_second_replay_changes_no_row_count(pipeline):
+    before = census.take(pipeline.settings)
+    again = pipeline.produce(str(CSV), "--rejects", str(pipeline.tmp / "rejects-2.jsonl"))
+    assert again["sent"] == pipeline.first_replay["sent"]
+    wait_until(pipeline.drained, 180, "the replayed records to be checkpointed")
+    after = census.take(pipeline.settings)
+    assert after.kinesis_records == before.kinesis_records + again["sent"]
+    assert after.dynamodb_items == before.dynamodb_items
+    assert after.redshift_rows == after.redshift_distinct_events == before.redshift_rows
+    assert after.s3_distinct_events == before.s3_distinct_events
+
+
+def test_sigterm_flushes_and_exits_cleanly(pipeline):
+    started = time.monotonic()
+    assert pipeline.stop_consumer() == 0
+    assert time.monotonic() - started < 30  # inside ECS's default stop timeout
