@@ -1,0 +1,248 @@
+"""`retail-producer` / `python -m producer`: replay Online Retail CSV files into Kinesis.
+
+The composition root: settings, logging and the Kinesis client are made here
+and passed in. stdout carries exactly one line, the closing JSON summary, so
+a script can read it with `tail -n 1`; everything else goes to stderr.
+
+Exit status: 0 when every row was sent or rejected, 1 when Kinesis kept
+refusing records (DeliveryError), 2 for bad arguments or settings and for a
+file that cannot be read or lacks the Online Retail header.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence, TextIO
+
+import structlog
+
+from producer.csv_source import SourceError, check_source
+from producer.kinesis_writer import DeliveryError, KinesisWriter
+from producer.pacing import RateLimiter, TimelinePacer
+from producer.replay import Replay, RejectsFile, ReplaySummary, Source, default_rejects_path
+from retail_stream import aws, logs
+from retail_stream.settings import Settings, SettingsError
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK, EXIT_DELIVERY, EXIT_USAGE = 0, 1, 2
+# Room in Transaction.source (255 characters) for a pass suffix "~<n>".
+MAX_SOURCE_ID_CHARS = 240
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="retail-producer",
+        description="Replay Online Retail CSV files into a Kinesis stream. Rows that are not valid "
+        "transactions go to a JSON-lines rejects file; the last line on stdout is a JSON summary.",
+    )
+    parser.add_argument("csv", nargs="+", type=Path, help="Online Retail CSV file(s), replayed in order")
+    parser.add_argument("--stream", help="Kinesis stream name (default: KINESIS_STREAM_NAME or its default)")
+    parser.add_argument("--rate", type=float, metavar="N", help="at most N records per second (default: no limit)")
+    parser.add_argument(
+        "--speedup", type=float, metavar="F",
+        help="follow the InvoiceDate timeline F times faster (3600: an hour of invoices a second)",
+    )
+    parser.add_argument("--limit", type=int, metavar="N", help="stop after N rows in all (valid or not)")
+    parser.add_argument(
+        "--loop", type=int, default=1, metavar="N",
+        help="passes over the files (default 1; 0: until stopped). Pass i>0 uses source id <name>~i, "
+        "so its rows are new rows downstream",
+    )
+    parser.add_argument(
+        "--source-id", metavar="ID",
+        help="stable source id the event_ids derive from (default: the CSV's file name; one CSV only)",
+    )
+    parser.add_argument(
+        "--rejects", type=Path, metavar="PATH",
+        help="JSON-lines rejects file, rewritten each run (default: rejects/<csv name>.rejects.jsonl)",
+    )
+    parser.add_argument(
+        "--max-attempts", type=int, default=8, metavar="N",
+        help="PutRecords attempts per batch before giving up (default 8)",
+    )
+    return parser
+
+
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the parsed arguments, or None. Pure."""
+    if args.rate is not None and not args.rate > 0:
+        return "--rate must be positive"
+    if args.speedup is not None and not args.speedup > 0:
+        return "--speedup must be positive"
+    if args.limit is not None and args.limit < 0:
+        return "--limit must not be negative"
+    if args.loop < 0:
+        return "--loop must be 0 (forever) or more"
+    if args.max_attempts < 1:
+        return "--max-attempts must be at least 1"
+    if args.source_id is not None and len(args.csv) > 1:
+        return "--source-id needs exactly one CSV file (two files with one id would share event_ids)"
+    ids = source_ids(args)
+    if len(set(ids)) != len(ids):
+        return "two CSV files have the same file name, so the same source id; rename one"
+    for source_id in ids:
+        if not 1 <= len(source_id) <= MAX_SOURCE_ID_CHARS:
+            return f"source id must be 1 to {MAX_SOURCE_ID_CHARS} characters: {source_id!r}"
+    return None
+
+
+def source_ids(args: argparse.Namespace) -> list[str]:
+    return [args.source_id] if args.source_id is not None else [path.name for path in args.csv]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, build the Kinesis client from the environment, run."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on bad arguments
+    problem = argument_problem(args)
+    if problem:
+        parser.error(problem)
+    try:
+        settings = Settings.from_env()
+        if args.stream:
+            settings = dataclasses.replace(settings, stream_name=args.stream)
+            settings.validate()
+    except SettingsError as exc:
+        print(f"retail-producer: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.configure(settings.log_level, service="producer")
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    return run(args, aws.client("kinesis", settings), settings.stream_name, stop=stop)
+
+
+def run(
+    args: argparse.Namespace,
+    kinesis: Any,
+    stream_name: str,
+    *,
+    stop: threading.Event | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Replay the files named in `args` through `kinesis`; returns the exit status.
+
+    Every file is checked (opened, header read) before anything is sent. Once
+    the replay has started, the JSON summary is the last line on `stdout`
+    whatever the outcome. `stop`, when set (by a signal), ends the replay
+    after sending what was read; its `wait` is also the pacers' sleep, so a
+    stop does not wait out a long pause in the timeline.
+    """
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    stop = stop or threading.Event()
+    try:
+        for path in args.csv:
+            check_source(path)
+    except SourceError as exc:
+        print(f"retail-producer: error: {exc}", file=stderr)
+        return EXIT_USAGE
+
+    writer = KinesisWriter(kinesis, stream_name, max_attempts=args.max_attempts)
+    progress = ProgressLine(stderr, clock) if stderr.isatty() else None
+    rejects_paths = [args.rejects or default_rejects_path(path) for path in args.csv]
+    rejects_files = {path: RejectsFile(path) for path in dict.fromkeys(rejects_paths)}
+    sources = [
+        Source(path, source_id, rejects_files[rejects])
+        for path, source_id, rejects in zip(args.csv, source_ids(args), rejects_paths)
+    ]
+    with contextlib.ExitStack() as open_files:
+        try:
+            for rejects in rejects_files.values():
+                open_files.enter_context(rejects)
+        except OSError as exc:
+            print(f"retail-producer: error: cannot write the rejects file: {exc}", file=stderr)
+            return EXIT_USAGE
+        replay = Replay(
+            sources,
+            writer,
+            limit=args.limit,
+            loops=args.loop,
+            rate=RateLimiter(args.rate, clock=clock, sleep=stop.wait) if args.rate else None,
+            timeline=TimelinePacer(args.speedup, clock=clock, sleep=stop.wait) if args.speedup else None,
+            clock=clock,
+            should_stop=stop.is_set,
+            on_progress=progress.show if progress else lambda summary: None,
+        )
+        status, error = EXIT_OK, None
+        try:
+            replay.run()
+        except SourceError as exc:
+            status, error = EXIT_USAGE, str(exc)
+        except DeliveryError as exc:
+            status, error = EXIT_DELIVERY, str(exc)
+            log.error("replay.delivery_failed", error=str(exc), attempts=exc.attempts, failed=len(exc.failed))
+        finally:
+            if progress:
+                progress.close(replay.summary)
+    report(replay.summary, stream_name, error, stdout, stderr)
+    return status
+
+
+def report(summary: ReplaySummary, stream_name: str, error: str | None, stdout: TextIO, stderr: TextIO) -> None:
+    """Human lines on stderr, then the JSON summary as the last line on stdout."""
+    lines = [
+        f"stream              {stream_name}",
+        f"rows read           {summary.rows}",
+        f"sent                {summary.sent}",
+        f"rejected            {summary.rejected}   ({', '.join(summary.rejects_files)})",
+        f"retried             {summary.retried}   ({summary.throttled} throttled, {summary.calls} calls)",
+        f"time                {summary.seconds:.1f} s   ({summary.records_per_second:.0f} records/s)",
+    ]
+    if summary.interrupted:
+        lines.append("stopped early on request, after sending what was read")
+    if error:
+        lines.append(f"error: {error}")
+    print("\n".join(lines), file=stderr, flush=True)
+    print(json.dumps({**summary.as_dict(), "stream": stream_name, "error": error}), file=stdout, flush=True)
+
+
+class ProgressLine:
+    """A one-line progress display, redrawn in place at most twice a second;
+    for terminals only (a log file would fill with carriage returns)."""
+
+    def __init__(self, stream: TextIO, clock: Callable[[], float], interval: float = 0.5) -> None:
+        self._stream = stream
+        self._clock = clock
+        self._interval = interval
+        self._last = float("-inf")
+
+    def show(self, summary: ReplaySummary) -> None:
+        now = self._clock()
+        if now - self._last < self._interval:
+            return
+        self._last = now
+        self._stream.write(
+            f"\rrows {summary.rows}  sent {summary.sent}  rejected {summary.rejected}  "
+            f"retried {summary.retried}  {summary.records_per_second:.0f} records/s "
+        )
+        self._stream.flush()
+
+    def close(self, summary: ReplaySummary) -> None:
+        self._last = float("-inf")
+        self.show(summary)
+        self._stream.write("\n")
+        self._stream.flush()
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """The first SIGINT or SIGTERM asks for a clean stop (send what was read,
+    then summarise); a second one ends the process at once."""
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
