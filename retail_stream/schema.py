@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated
 
 import msgspec
@@ -32,6 +32,13 @@ MAX_INT32 = 2**31 - 1
 PRICE_MAX_ABS = Decimal("1e14")
 PRICE_MAX_DECIMALS = 4
 _EVENT_ID = re.compile(r"^[0-9a-f]{32}$")
+# ASCII only: int() and Decimal() would also take "1_000" and other scripts' digits.
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+_DECIMAL = re.compile(r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$")
+# Control characters the warehouse refuses (NUL above all); tab and line breaks are text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Key columns are VARCHAR(32), which Redshift measures in bytes.
+KEY_MAX_BYTES = 32
 
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 Text = Annotated[str, msgspec.Meta(max_length=255)]
@@ -69,6 +76,13 @@ class Transaction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("invoice_date must carry no time zone")
         if self.line < 1:
             raise ValueError("line must be positive")
+        for name in ("invoice_no", "stock_code"):
+            if len(getattr(self, name).encode()) > KEY_MAX_BYTES:
+                raise ValueError(f"{name} longer than {KEY_MAX_BYTES} bytes")
+        for name in ("invoice_no", "stock_code", "description", "country", "source"):
+            value = getattr(self, name)
+            if value and _CONTROL.search(value):
+                raise ValueError(f"{name} contains a control character")
 
     @property
     def partition_key(self) -> str:
@@ -82,10 +96,12 @@ class Transaction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 def _check_price(price: Decimal) -> None:
     if not price.is_finite() or abs(price) >= PRICE_MAX_ABS:
         raise ValueError("unit_price out of range")
-    exponent = price.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -PRICE_MAX_DECIMALS:
+    # Trailing zeros are fine ("2.55000"); digits the column would round away are not.
+    if price != price.quantize(_PRICE_STEP):
         raise ValueError(f"unit_price has more than {PRICE_MAX_DECIMALS} decimal places")
 
+
+_PRICE_STEP = Decimal(1).scaleb(-PRICE_MAX_DECIMALS)
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 _decoder = msgspec.json.Decoder(Transaction)
@@ -146,17 +162,15 @@ def _text(value: str, name: str, limit: int) -> str:
 
 
 def _integer(value: str, name: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidRecord(f"{name} is not an integer: {value!r}") from None
+    if not _INTEGER.match(value):
+        raise InvalidRecord(f"{name} is not an integer: {value!r}")
+    return int(value)
 
 
 def _price(value: str) -> Decimal:
-    try:
-        price = Decimal(value)
-    except InvalidOperation:
-        raise InvalidRecord(f"UnitPrice is not a number: {value!r}") from None
+    if not _DECIMAL.match(value):
+        raise InvalidRecord(f"UnitPrice is not a number: {value!r}")
+    price = Decimal(value)
     try:
         _check_price(price)
     except ValueError as exc:
@@ -167,10 +181,7 @@ def _price(value: str) -> Decimal:
 def _customer(value: str) -> int | None:
     if not value:
         return None
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        number = Decimal("NaN")
+    number = Decimal(value) if _DECIMAL.match(value) else Decimal("NaN")
     # The data set writes ids as floats ("17850.0"); anything fractional is wrong.
     if not number.is_finite() or number != number.to_integral_value() or not 0 < number <= MAX_INT32:
         raise InvalidRecord(f"CustomerID is not a positive integer: {value!r}")

@@ -76,7 +76,7 @@ def test_valid_quirks(changes, check):
         (row(quantity="3.5"), "Quantity is not an integer"),
         (row(quantity=""), "Quantity is not an integer"),
         (row(price="abc"), "UnitPrice is not a number"),
-        (row(price="NaN"), "UnitPrice 'NaN'"),
+        (row(price="NaN"), "UnitPrice is not a number: 'NaN'"),
         (row(price="0.00001"), "more than 4 decimal places"),
         (row(date="2010-13-45 99:99"), "InvoiceDate is not a date"),
         (row(date="13/1/2010 8:26"), "InvoiceDate is not a date"),
@@ -135,3 +135,24 @@ def wire(**changes) -> bytes:
 def test_decode_rejects_what_is_not_a_transaction(data):
     with pytest.raises(InvalidRecord):
         decode(data)
+
+
+@pytest.mark.parametrize(
+    "field, value, reason",
+    [
+        ("price", "2.55001", "more than 4 decimal places"),
+        ("quantity", "1_000", "Quantity is not an integer"),
+        ("quantity", "\u0663", "Quantity is not an integer"),
+        ("customer", "1_7850", "CustomerID is not a positive integer"),
+        ("description", "a\x00b", "control character"),
+        ("invoice", "\u00c9" * 17, "longer than 32 bytes"),
+    ],
+)
+def test_values_the_warehouse_would_refuse_are_rejected_at_the_source(field, value, reason):
+    with pytest.raises(InvalidRecord, match=reason):
+        parse_row(row(**{field: value}), "t.csv", 2)
+
+
+def test_trailing_zeros_in_a_price_are_accepted_exactly():
+    record = parse_row(row(price="2.55000"), "t.csv", 2)
+    assert decode(encode(record)).unit_price == Decimal("2.55")
