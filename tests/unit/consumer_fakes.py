@@ -13,8 +13,9 @@ from retail_stream.schema import Transaction, encode, event_id
 
 
 def transaction(line: int, customer: int | None = 17850, invoice: str = "536365") -> Transaction:
+    source = f"{invoice}.csv"  # ids unique per invoice, so tests sharing a stack never collide
     return Transaction(
-        event_id=event_id("test.csv", line),
+        event_id=event_id(source, line),
         invoice_no=invoice,
         stock_code="85123A",
         description="WHITE HANGING HEART T-LIGHT HOLDER",
@@ -23,7 +24,7 @@ def transaction(line: int, customer: int | None = 17850, invoice: str = "536365"
         unit_price=Decimal("2.55"),
         customer_id=customer,
         country="United Kingdom",
-        source="test.csv",
+        source=source,
         line=line,
     )
 
