@@ -3,6 +3,7 @@ PostgreSQL server), started by the tests themselves on free ports."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
@@ -26,11 +27,11 @@ def start_stack(state_dir: Path):
     return stack
 
 
-@pytest.fixture(scope="session")
-def local_stack(tmp_path_factory):
-    """One stack for the integration tests; its variables are set in os.environ
-    so boto3 and Settings.from_env() find it, as a deployed service would."""
-    stack = start_stack(tmp_path_factory.mktemp("stack"))
+@contextlib.contextmanager
+def running_stack(state_dir: Path):
+    """A started stack whose variables are set in os.environ, so boto3 and
+    Settings.from_env() find it as a deployed service would; stopped after."""
+    stack = start_stack(state_dir)
     saved = dict(os.environ)
     os.environ.update(stack.environment())
     try:
@@ -39,6 +40,13 @@ def local_stack(tmp_path_factory):
         os.environ.clear()
         os.environ.update(saved)
         stack.down()
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory):
+    """One stack for all the integration tests."""
+    with running_stack(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from producer.csv_source import read_rows
 from retail_stream import aws
 from retail_stream.schema import InvalidRecord, parse_row
 from retail_stream.settings import Settings
-from tests.conftest import start_stack
+from tests.conftest import running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +76,10 @@ class Pipeline:
 
     def checkpoints(self) -> dict[str, str]:
         client = aws.client("dynamodb", self.settings)
-        items = client.scan(TableName=self.settings.kcl_application_name)["Items"]
+        try:
+            items = client.scan(TableName=self.settings.kcl_application_name)["Items"]
+        except client.exceptions.ResourceNotFoundException:
+            return {}  # the KCL has not created its lease table yet
         return {i["leaseKey"]["S"]: i.get("checkpoint", {}).get("S") for i in items}
 
     def last_sequences(self) -> dict[str, str]:
@@ -95,18 +98,17 @@ class Pipeline:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    stack = start_stack(tmp / "stack")
-    p = Pipeline(stack, tmp)
-    try:
-        p.first_replay = p.produce(str(CSV), "--rejects", str(tmp / "rejects.jsonl"))
-        p.start_consumer()
-        wait_until(p.drained, 300, "the consumer to checkpoint every shard's last record")
-        p.first = census.take(p.settings)
-        yield p
-    finally:
-        if p.consumer and p.consumer.poll() is None:
-            p.stop_consumer()
-        stack.down()
+    with running_stack(tmp / "stack") as stack:
+        p = Pipeline(stack, tmp)
+        try:
+            p.first_replay = p.produce(str(CSV), "--rejects", str(tmp / "rejects.jsonl"))
+            p.start_consumer()
+            wait_until(p.drained, 300, "the consumer to checkpoint every shard's last record")
+            p.first = census.take(p.settings)
+            yield p
+        finally:
+            if p.consumer and p.consumer.poll() is None:
+                p.stop_consumer()
 
 
 def test_every_valid_row_is_once_in_every_sink(pipeline):
