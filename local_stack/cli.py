@@ -1,4 +1,9 @@
-"""`python -m local_stack up|down|status|env|provision`."""
+"""`python -m local_stack up|down|status|env|provision` (also `retail-local-stack`).
+
+Logs go to stderr; stdout carries only what a caller may capture: the
+`export` lines of `env` (for `eval "$(python -m local_stack env)"`) and the
+summaries of `up` and `status`.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +11,73 @@ import argparse
 import shlex
 import sys
 
-from local_stack.processes import StackError
-from local_stack.stack import LocalStack
+from local_stack.errors import StackError
+from local_stack.stack import LocalStack, StackStatus
 from retail_stream import logs
+from retail_stream.settings import Settings, SettingsError
+
+
+def export_lines(environment: dict[str, str]) -> str:
+    """`export K=V` lines, values shell-quoted. Pure."""
+    return "".join(f"export {key}={shlex.quote(value)}\n" for key, value in environment.items())
+
+
+def describe(status: StackStatus) -> str:
+    """A few lines saying what runs where. Pure."""
+    return (
+        f"state folder  {status.state_dir}\n"
+        f"AWS emulator  {status.emulator_endpoint or 'stopped'}"
+        f"{f'  (pid {status.emulator_pid})' if status.emulator_pid else ''}\n"
+        f"PostgreSQL    {status.postgres_dsn or 'stopped'}  (cluster {status.postgres_dir})\n"
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m local_stack",
+        description="The local stack: AWS emulator and PostgreSQL in the background, provisioned. "
+        "Folder: LOCAL_STACK_DIR (default <project>/.local); ports: LOCAL_STACK_AWS_PORT (4566), "
+        "LOCAL_STACK_PG_PORT (5439).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start both servers and create the stream, table, bucket and schema")
+    down = commands.add_parser("down", help="stop both servers")
+    down.add_argument("--purge", action="store_true", help="also delete the stack's data")
+    commands.add_parser("status", help="say what runs where; exit status 0 only when both run")
+    commands.add_parser("env", help="print export lines: eval \"$(python -m local_stack env)\"")
+    provision = commands.add_parser(
+        "provision",
+        help="only create the resources, at the endpoints the environment names "
+        "(AWS_ENDPOINT_URL, WAREHOUSE_DSN), as docker compose's init step does",
+    )
+    provision.add_argument("--shards", type=int, default=2, help="shards of a new stream (default 2)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local_stack", description="The embedded local stack.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start the emulator and PostgreSQL, create the stream, table, bucket, schema")
-    down = commands.add_parser("down", help="stop them")
-    down.add_argument("--purge", action="store_true", help="also delete their data")
-    commands.add_parser("status", help="say what runs")
-    commands.add_parser("env", help="print export lines: eval \"$(python -m local_stack env)\"")
-    provision = commands.add_parser("provision", help="only create the resources, at the endpoints of the "
-                                    "environment (AWS_ENDPOINT_URL, WAREHOUSE_DSN), as compose's init step does")
-    provision.add_argument("--shards", type=int, default=2)
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     logs.configure("INFO", service="local_stack")
-
     try:
         if args.command == "provision":
-            from local_stack.provision import provision as run_provision
-            from retail_stream.settings import Settings
+            from local_stack.provision import provision
 
-            run_provision(Settings.from_env(), shard_count=args.shards)
+            provision(Settings.from_env(), shard_count=args.shards)
             return 0
-        stack = LocalStack()
+        stack = LocalStack.from_env()
         if args.command == "up":
             stack.up()
-            print(f"local stack up in {stack.state_dir}: AWS emulator {stack.endpoint}, "
-                  f"PostgreSQL {stack.postgres.dsn}", file=sys.stderr)
+            sys.stdout.write(describe(stack.status()) + "\n# to use it from a shell:\n")
+            sys.stdout.write(export_lines(stack.environment()))
         elif args.command == "down":
             stack.down(purge=args.purge)
         elif args.command == "status":
-            for name, up in stack.running().items():
-                print(f"{name}: {'running' if up else 'stopped'}")
+            status = stack.status()
+            sys.stdout.write(describe(status))
+            return 0 if status.running else 3
         elif args.command == "env":
-            for key, value in stack.environment().items():
-                print(f"export {key}={shlex.quote(value)}")
-    except StackError as exc:
-        print(f"local_stack: {exc}", file=sys.stderr)
+            sys.stdout.write(export_lines(stack.environment()))
+    except (StackError, SettingsError) as error:
+        print(f"local_stack {args.command}: {error}", file=sys.stderr)
         return 1
     return 0
 

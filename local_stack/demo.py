@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     say(f"starting the local stack in {stack.state_dir}")
     stack.up()
     try:
-        env = {**os.environ, **stack.environment(), "FLUSH_MAX_AGE_SECONDS": "5", "KCL_WORKER_ID": "demo"}
+        # This process reads the stores too: point its own boto3 at the stack.
+        os.environ.update(stack.environment())
+        env = {**os.environ, "FLUSH_MAX_AGE_SECONDS": "5", "KCL_WORKER_ID": "demo"}
         settings = Settings.from_env(env)
         rejects = stack.state_dir / "rejects.jsonl"
 

@@ -1,83 +1,172 @@
-"""Detached background processes tracked by pid files, so `up` can return
-while a service keeps running and `down`, from another process, stops it."""
+"""A detached background process known by its pid file: started by one
+command (`up`), found and stopped by another (`down`), even from another
+Python process.
+
+The pid file holds the pid and the command line it was started with; a pid is
+only trusted while /proc shows that same command line, so a stale pid file
+after a reboot never makes us signal an unrelated process.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
+
+import structlog
+
+from local_stack.errors import StackError
+
+log = structlog.get_logger(__name__)
+
+# Children started by this Python process, by pid: they must be reaped with
+# wait(), or they linger as zombies that still answer kill(pid, 0).
+_CHILDREN: dict[int, subprocess.Popen] = {}
 
 
-class StackError(RuntimeError):
-    """The local stack cannot start or stop; the message says why."""
+@dataclass(frozen=True)
+class BackgroundProcess:
+    """One named background process whose pid file and log live in `state_dir`."""
 
+    name: str
+    argv: tuple[str, ...]
+    state_dir: Path
 
-def running_pid(pid_file: Path) -> int | None:
-    """The pid recorded in `pid_file` if that process is alive, else None."""
-    try:
-        pid = int(pid_file.read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"{self.name}.pid"
 
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"{self.name}.log"
 
-def start(command: Sequence[str], pid_file: Path, log_file: Path, env: dict | None = None) -> int:
-    """Start `command` in its own session, output to `log_file`. Idempotent:
-    a process already running under `pid_file` is kept. Returns the pid."""
-    pid = running_pid(pid_file)
-    if pid:
-        return pid
-    with log_file.open("ab") as log:
-        process = subprocess.Popen(
-            list(command), stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True
-        )
-    pid_file.write_text(f"{process.pid}\n")
-    return process.pid
+    def pid(self) -> int | None:
+        """The pid of the running process this pid file names, or None when
+        there is no pid file or the process it names is gone. Never blocks."""
+        try:
+            recorded = json.loads(self.pid_file.read_text())
+            pid, argv = int(recorded["pid"]), list(recorded["argv"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return pid if _alive(pid, argv) else None
 
+    def recorded_argv(self) -> list[str] | None:
+        """The command line the pid file was written for, if it is readable."""
+        try:
+            return list(json.loads(self.pid_file.read_text())["argv"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
-def stop(pid_file: Path, timeout: float = 15) -> bool:
-    """SIGTERM the process, SIGKILL it after `timeout`. Returns whether one was running."""
-    pid = running_pid(pid_file)
-    if pid is None:
-        pid_file.unlink(missing_ok=True)
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
-    return True
+    def start(self, env: Mapping[str, str] | None = None) -> int:
+        """Launch the process detached (own session, stdin closed, output to the
+        log file) and record its pid; returns at once, before it is ready.
+        Idempotent: when the recorded process still runs, returns its pid."""
+        running = self.pid()
+        if running is not None:
+            return running
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as out:
+            # A new session: Ctrl-C in the terminal that ran `up` must not reach it.
+            child = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                env=None if env is None else dict(env), start_new_session=True, close_fds=True,
+            )
+        _CHILDREN[child.pid] = child
+        self.pid_file.write_text(json.dumps({"pid": child.pid, "argv": list(self.argv)}))
+        log.info("process_started", process=self.name, pid=child.pid, log=str(self.log_file))
+        return child.pid
 
+    def wait_ready(self, ready: Callable[[], bool], timeout: float) -> None:
+        """Block until `ready()` is true. Raises StackError, quoting the end of
+        the log, when the process exits first or `timeout` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.pid() is None:
+                raise StackError(f"{self.name} exited during start-up; its log ends with:\n{self.log_tail()}")
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"{self.name} did not become ready within {timeout:.0f} s; its log ends with:\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.1)
 
-def _alive(pid: int) -> bool:
-    try:
-        # Reap it if it is our child; otherwise just probe.
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-        if waited == pid:
+    def stop(self, timeout: float = 10.0) -> bool:
+        """SIGTERM, then SIGKILL once `timeout` seconds pass; blocks until the
+        process is gone and removes the pid file. Idempotent: returns False
+        when nothing was running, True when a process was stopped."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
             return False
-    except ChildProcessError:
-        pass
+        _signal(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout):
+            log.warning("process_killed", process=self.name, pid=pid, after_seconds=timeout)
+            _signal(pid, signal.SIGKILL)
+            _wait_gone(pid, 5.0)
+        self.pid_file.unlink(missing_ok=True)
+        log.info("process_stopped", process=self.name, pid=pid)
+        return True
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def _signal(pid: int, sig: int) -> None:
     try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Block up to `timeout` seconds for `pid` to exit; True once it has."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        del _CHILDREN[pid]
+        return True
+    deadline = time.monotonic() + timeout
+    while _alive(pid, None):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
     return True
 
 
-def wait_until(ready: Callable[[], bool], timeout: float, what: str, log_file: Path | None = None) -> None:
-    """Poll `ready` until it is true; raises StackError (with the log's tail) on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        time.sleep(0.2)
-    tail = ""
-    if log_file and log_file.exists():
-        tail = "\n" + "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
-    raise StackError(f"{what} not ready after {timeout:.0f} s{tail}")
+def _alive(pid: int, argv: Sequence[str] | None) -> bool:
+    """Whether `pid` runs (zombies count as gone) and, when `argv` is given
+    and /proc is there to tell, runs that command line."""
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        del _CHILDREN[pid]
+        return False
+    proc = Path("/proc") / str(pid)
+    if not Path("/proc/self").exists():  # no procfs (macOS): existence is all we can check
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / "cmdline").read_bytes().split(b"\0")[:-1]
+    except (OSError, IndexError):
+        return False
+    if state in ("Z", "X"):
+        return False
+    return argv is None or [part.decode(errors="replace") for part in cmdline] == list(argv)

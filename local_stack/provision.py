@@ -1,7 +1,11 @@
 """Create what the pipeline needs, idempotently: the Kinesis stream, the
 DynamoDB table (key design: consumer/sinks/dynamodb.py), the S3 bucket with
-the JSONPaths file, and the warehouse schema. Used by the local stack and by
-docker compose's init step; in AWS, deploy/ creates the same resources."""
+the JSONPaths file, and the warehouse schema.
+
+Used by the local stack and by docker compose's init step, against whatever
+endpoint boto3's configuration names (`AWS_ENDPOINT_URL`); in AWS, deploy/
+creates the same resources.
+"""
 
 from __future__ import annotations
 
@@ -14,83 +18,139 @@ from botocore.exceptions import ClientError
 from psycopg2 import sql
 
 from consumer.sinks.dynamodb import CUSTOMER_INDEX
+from local_stack.errors import StackError
 from retail_stream import aws
 from retail_stream.settings import Settings
 
-log = structlog.get_logger("local_stack.provision")
+log = structlog.get_logger(__name__)
+
+# The table's key design; an existing table with another one is refused, not reused.
+TABLE_KEY = [
+    {"AttributeName": "invoice_no", "KeyType": "HASH"},
+    {"AttributeName": "event_id", "KeyType": "RANGE"},
+]
+CUSTOMER_INDEX_KEY = [
+    {"AttributeName": "customer_id", "KeyType": "HASH"},
+    {"AttributeName": "customer_sort", "KeyType": "RANGE"},
+]
+KEY_ATTRIBUTES = [
+    {"AttributeName": "invoice_no", "AttributeType": "S"},
+    {"AttributeName": "event_id", "AttributeType": "S"},
+    {"AttributeName": "customer_id", "AttributeType": "N"},
+    {"AttributeName": "customer_sort", "AttributeType": "S"},
+]
+# Resources come up at once on the emulator; on AWS a stream takes ~30 s.
+WAITER = {"Delay": 1, "MaxAttempts": 120}
 
 
-def package_text(name: str) -> str:
-    return resources.files("retail_stream").joinpath(f"sql/{name}").read_text()
+def package_file(name: str) -> str:
+    """A file shipped in the retail_stream package's sql/ folder."""
+    return resources.files("retail_stream").joinpath("sql", name).read_text(encoding="utf-8")
 
 
-def create_stream(settings: Settings, shard_count: int) -> None:
+def ensure_stream(settings: Settings, shard_count: int) -> None:
+    """Create the stream unless it exists; block until it is ACTIVE. An
+    existing stream keeps its shard count (a warning says when it differs)."""
     kinesis = aws.client("kinesis", settings)
     try:
         kinesis.create_stream(StreamName=settings.stream_name, ShardCount=shard_count)
+        log.info("stream_created", stream=settings.stream_name, shards=shard_count)
     except kinesis.exceptions.ResourceInUseException:
         pass
-    kinesis.get_waiter("stream_exists").wait(StreamName=settings.stream_name, WaiterConfig={"Delay": 1})
+    kinesis.get_waiter("stream_exists").wait(StreamName=settings.stream_name, WaiterConfig=WAITER)
+    summary = kinesis.describe_stream_summary(StreamName=settings.stream_name)["StreamDescriptionSummary"]
+    if summary["OpenShardCount"] != shard_count:
+        log.warning("stream_shard_count_differs", stream=settings.stream_name,
+                    open_shards=summary["OpenShardCount"], wanted=shard_count)
 
 
-def create_table(settings: Settings) -> None:
+def ensure_table(settings: Settings) -> None:
+    """Create the table and its sparse customer index unless the table exists;
+    block until it is ACTIVE. Raises StackError when an existing table has
+    another key design (purge the stack, or delete the table)."""
     dynamodb = aws.client("dynamodb", settings)
-    key = lambda name, kind: {"AttributeName": name, "KeyType": kind}  # noqa: E731
     try:
         dynamodb.create_table(
             TableName=settings.dynamodb_table,
             BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "invoice_no", "AttributeType": "S"},
-                {"AttributeName": "event_id", "AttributeType": "S"},
-                {"AttributeName": "customer_id", "AttributeType": "N"},
-                {"AttributeName": "customer_sort", "AttributeType": "S"},
+            AttributeDefinitions=KEY_ATTRIBUTES,
+            KeySchema=TABLE_KEY,
+            GlobalSecondaryIndexes=[
+                {"IndexName": CUSTOMER_INDEX, "KeySchema": CUSTOMER_INDEX_KEY, "Projection": {"ProjectionType": "ALL"}}
             ],
-            KeySchema=[key("invoice_no", "HASH"), key("event_id", "RANGE")],
-            GlobalSecondaryIndexes=[{
-                "IndexName": CUSTOMER_INDEX,
-                "KeySchema": [key("customer_id", "HASH"), key("customer_sort", "RANGE")],
-                "Projection": {"ProjectionType": "ALL"},
-            }],
         )
+        log.info("table_created", table=settings.dynamodb_table)
     except dynamodb.exceptions.ResourceInUseException:
         pass
-    dynamodb.get_waiter("table_exists").wait(TableName=settings.dynamodb_table, WaiterConfig={"Delay": 1})
+    dynamodb.get_waiter("table_exists").wait(TableName=settings.dynamodb_table, WaiterConfig=WAITER)
+    table = dynamodb.describe_table(TableName=settings.dynamodb_table)["Table"]
+    indexes = {index["IndexName"]: index["KeySchema"] for index in table.get("GlobalSecondaryIndexes", [])}
+    if table["KeySchema"] != TABLE_KEY or indexes.get(CUSTOMER_INDEX) != CUSTOMER_INDEX_KEY:
+        raise StackError(
+            f"DynamoDB table {settings.dynamodb_table!r} exists with another key design "
+            f"(key {table['KeySchema']}, indexes {indexes}); delete it or purge the local stack"
+        )
 
 
-def create_bucket(settings: Settings) -> None:
-    s3 = aws.client("s3", settings)
+def ensure_bucket(s3, bucket: str, region: str) -> None:
+    """Create `bucket` unless we can already use it. Raises StackError when
+    the name belongs to someone else (bucket names are global on AWS)."""
     try:
-        if settings.region == "us-east-1":
-            s3.create_bucket(Bucket=settings.s3_bucket)
+        if region == "us-east-1":  # the one region that refuses a LocationConstraint
+            s3.create_bucket(Bucket=bucket)
         else:
-            s3.create_bucket(Bucket=settings.s3_bucket,
-                             CreateBucketConfiguration={"LocationConstraint": settings.region})
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        log.info("bucket_created", bucket=bucket)
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code == "BucketAlreadyOwnedByYou":
+            return
+        if code != "BucketAlreadyExists":
             raise
-    uri = urlparse(settings.jsonpaths_uri)
-    s3.put_object(Bucket=uri.netloc, Key=uri.path.lstrip("/"), Body=package_text("transactions.jsonpaths").encode(),
-                  ContentType="application/json")
+        try:
+            s3.head_bucket(Bucket=bucket)  # some emulators say "exists" for our own bucket
+        except ClientError:
+            raise StackError(f"S3 bucket name {bucket!r} is taken by another account; set S3_BUCKET") from None
 
 
-def create_warehouse(settings: Settings) -> None:
-    statement = sql.SQL(package_text("schema.sql")).format(
+def ensure_bucket_and_jsonpaths(settings: Settings) -> None:
+    """Create the raw-zone bucket (and the JSONPaths file's bucket, if another)
+    and upload the JSONPaths file Redshift's COPY reads. Idempotent: the upload
+    overwrites the object with the same bytes."""
+    s3 = aws.client("s3", settings)
+    target = urlparse(settings.jsonpaths_uri)
+    for bucket in dict.fromkeys([settings.s3_bucket, target.netloc]):
+        ensure_bucket(s3, bucket, settings.region)
+    s3.put_object(
+        Bucket=target.netloc, Key=target.path.lstrip("/"),
+        Body=package_file("transactions.jsonpaths").encode(), ContentType="application/json",
+    )
+
+
+def ensure_warehouse(settings: Settings) -> None:
+    """Run schema.sql (CREATE … IF NOT EXISTS only) in one transaction, with
+    `{schema}` and `{table}` filled in as quoted identifiers."""
+    statements = sql.SQL(package_file("schema.sql")).format(
         schema=sql.Identifier(settings.warehouse_schema), table=sql.Identifier(settings.warehouse_table)
     )
     conn = psycopg2.connect(settings.warehouse_dsn, connect_timeout=10)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute(statement)
+            cur.execute(statements)
     finally:
         conn.close()
 
 
 def provision(settings: Settings, *, shard_count: int = 2) -> None:
-    """Create every resource that is missing; existing ones are left as they are."""
-    create_stream(settings, shard_count)
-    create_table(settings)
-    create_bucket(settings)
-    create_warehouse(settings)
-    log.info("provisioned", stream=settings.stream_name, shards=shard_count, table=settings.dynamodb_table,
-             bucket=settings.s3_bucket, warehouse=f"{settings.warehouse_schema}.{settings.warehouse_table}")
+    """Create every resource that is missing; blocks until each is usable.
+    Idempotent: existing resources are kept as they are, data included.
+    Raises StackError on a clashing resource, botocore or psycopg2 errors when
+    a service cannot be reached."""
+    ensure_stream(settings, shard_count)
+    ensure_table(settings)
+    ensure_bucket_and_jsonpaths(settings)
+    ensure_warehouse(settings)
+    log.info(
+        "provisioned", stream=settings.stream_name, table=settings.dynamodb_table, bucket=settings.s3_bucket,
+        jsonpaths=settings.jsonpaths_uri, warehouse=f"{settings.warehouse_schema}.{settings.warehouse_table}",
+    )

@@ -1,25 +1,44 @@
-"""The local stack: the AWS emulator and PostgreSQL, started in a data folder
-of the project, then provisioned. `up` returns with both running in the
-background; `down` (from any process) stops them."""
+"""The local stack: the AWS emulator and a throwaway PostgreSQL, run in the
+background from a state folder, then provisioned.
+
+`up()` returns with both servers running; `down()`, from this process or any
+other, stops them. The state folder holds everything: the emulator's pid file
+and log, the PostgreSQL cluster (or a pointer to where it had to go) and
+`stack.json`, the ports the running stack uses.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import sys
+import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Mapping
 
-from local_stack import processes
+import structlog
+
+from local_stack.errors import StackError
+from local_stack.ports import free_port, port_in_use
 from local_stack.postgres import PostgresServer
+from local_stack.processes import BackgroundProcess
 from local_stack.provision import provision
 from retail_stream.settings import Settings
 
+log = structlog.get_logger(__name__)
+
 DEFAULT_EMULATOR_PORT = 4566
 DEFAULT_POSTGRES_PORT = 5439
+EMULATOR_START_TIMEOUT_SECONDS = 30
+STATE_FILE = "stack.json"
 
-# What a service needs to use the stack; the KCL timings suit an emulator with
-# one worker (the first start waits one shard-sync interval).
+# What a service needs to use the stack besides the endpoints. The KCL
+# timings suit an emulator and one or two workers: the first start waits one
+# shard-sync interval, and a dead worker's leases move after the failover time.
 LOCAL_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -32,70 +51,202 @@ LOCAL_ENVIRONMENT = {
 
 
 def project_dir() -> Path:
+    """The project's root folder (the one holding local_stack/)."""
     return Path(__file__).resolve().parents[1]
 
 
+@dataclass(frozen=True)
+class StackStatus:
+    """What runs now; None for a server that is stopped."""
+
+    state_dir: Path
+    emulator_pid: int | None
+    emulator_endpoint: str | None
+    postgres_dsn: str | None
+    postgres_dir: Path
+
+    @property
+    def running(self) -> bool:
+        return self.emulator_pid is not None and self.postgres_dsn is not None
+
+
 class LocalStack:
-    def __init__(self, state_dir: Path | None = None, emulator_port: int | None = None,
-                 postgres_port: int | None = None, shard_count: int = 2) -> None:
-        env = os.environ
-        self.state_dir = Path(state_dir or env.get("LOCAL_STACK_DIR") or project_dir() / ".local").resolve()
-        self.emulator_port = emulator_port or int(env.get("LOCAL_STACK_AWS_PORT", DEFAULT_EMULATOR_PORT))
-        self.postgres_port = postgres_port or int(env.get("LOCAL_STACK_PG_PORT", DEFAULT_POSTGRES_PORT))
+    """The stack kept in `state_dir`, serving on 127.0.0.1. A port of 0 means
+    "any free port", chosen now."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        emulator_port: int = DEFAULT_EMULATOR_PORT,
+        postgres_port: int = DEFAULT_POSTGRES_PORT,
+        *,
+        shard_count: int = 2,
+    ) -> None:
+        self.state_dir = Path(state_dir).absolute()
+        self.emulator_port = emulator_port or free_port()
+        self.postgres_port = postgres_port or free_port()
         self.shard_count = shard_count
-        self.postgres = PostgresServer(self.state_dir / "postgres" / "data", self.postgres_port)
-        self._emulator_pid = self.state_dir / "emulator.pid"
-        self._emulator_log = self.state_dir / "emulator.log"
+        self.postgres = PostgresServer(self.state_dir / "postgres", self.postgres_port)
+        self.emulator = BackgroundProcess(
+            "emulator",
+            (sys.executable, "-m", "local_stack.emulator", "--port", str(self.emulator_port)),
+            self.state_dir,
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalStack:
+        """The stack the CLI means: folder `LOCAL_STACK_DIR` (default
+        `<project>/.local`); ports `LOCAL_STACK_AWS_PORT` / `LOCAL_STACK_PG_PORT`,
+        else those the stack in that folder was last started with, else 4566
+        and 5439. Raises StackError on a malformed port."""
+        env = os.environ if environ is None else environ
+        state_dir = Path(env.get("LOCAL_STACK_DIR") or project_dir() / ".local")
+        recorded = _read_state(state_dir)
+
+        def port(variable: str, key: str, default: int) -> int:
+            raw = env.get(variable)
+            if not raw:
+                return int(recorded.get(key, default))
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise StackError(f"{variable}={raw!r} is not a TCP port")
+            return int(raw)
+
+        return cls(
+            state_dir,
+            port("LOCAL_STACK_AWS_PORT", "emulator_port", DEFAULT_EMULATOR_PORT),
+            port("LOCAL_STACK_PG_PORT", "postgres_port", DEFAULT_POSTGRES_PORT),
+        )
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.emulator_port}"
 
     def environment(self) -> dict[str, str]:
-        """Variables that point a service (or boto3, or the KCL) at this stack."""
+        """The variables that point a service (boto3, the KCL, psycopg2) at this stack."""
         return {**LOCAL_ENVIRONMENT, "AWS_ENDPOINT_URL": self.endpoint, "WAREHOUSE_DSN": self.postgres.dsn}
 
     def settings(self) -> Settings:
+        """The services' settings with this stack's variables over the process environment."""
         return Settings.from_env({**os.environ, **self.environment()})
 
-    def _emulator_answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):
-                return True
-        except OSError:
-            return False
-
     def up(self) -> None:
-        """Start both servers (those already running are kept) and provision. Blocks until ready."""
+        """Start the emulator and PostgreSQL, block until both answer, then
+        provision the stream, table, bucket and warehouse. Idempotent: running
+        servers and existing resources are kept. Raises StackError when a port
+        is taken, the stack already runs on other ports, or a server fails to
+        start; what this call started is stopped again before it raises."""
+        started = time.monotonic()
+        self._refuse_clashes()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "local_stack.emulator", "--port", str(self.emulator_port)]
-        processes.start(command, self._emulator_pid, self._emulator_log)
-        self.postgres.start()
-        processes.wait_until(self._emulator_answers, 30, f"the AWS emulator on port {self.emulator_port}",
-                             self._emulator_log)
-        settings = self.settings()
-        saved = {k: os.environ.get(k) for k in self.environment()}
-        os.environ.update(self.environment())  # boto3 reads the endpoint from the environment
         try:
-            provision(settings, shard_count=self.shard_count)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-    def running(self) -> dict[str, bool]:
-        return {
-            "emulator": processes.running_pid(self._emulator_pid) is not None,
-            "postgres": self.postgres.data_dir.exists() and self.postgres.running(),
-        }
+            # The emulator's imports take a moment: launch it, set up PostgreSQL meanwhile.
+            self.emulator.start()
+            self.postgres.start()
+            self.emulator.wait_ready(self._emulator_answers, EMULATOR_START_TIMEOUT_SECONDS)
+            _write_state(self.state_dir, {"emulator_port": self.emulator_port, "postgres_port": self.postgres_port})
+            with _environment_applied(self.environment()):  # boto3 reads the endpoint from os.environ
+                provision(self.settings(), shard_count=self.shard_count)
+        except BaseException:
+            log.error("stack_start_failed", state_dir=str(self.state_dir))
+            self.down()
+            raise
+        log.info(
+            "stack_up", state_dir=str(self.state_dir), endpoint=self.endpoint, dsn=self.postgres.dsn,
+            seconds=round(time.monotonic() - started, 2),
+        )
 
     def down(self, purge: bool = False) -> None:
-        """Stop both servers; with `purge`, delete their data. Idempotent."""
-        processes.stop(self._emulator_pid)
+        """Stop both servers, blocking until they are gone; with `purge`, also
+        delete the state folder (and a cluster kept elsewhere). Idempotent.
+        Raises StackError rather than purge a folder that is not a stack's."""
+        started = time.monotonic()
+        self.emulator.stop()
+        self.postgres.stop()
         if purge:
+            self._refuse_foreign_purge()
             self.postgres.purge()
             shutil.rmtree(self.state_dir, ignore_errors=True)
         else:
-            self.postgres.stop()
+            (self.state_dir / STATE_FILE).unlink(missing_ok=True)
+        log.info("stack_down", state_dir=str(self.state_dir), purged=purge,
+                 seconds=round(time.monotonic() - started, 2))
+
+    def status(self) -> StackStatus:
+        """What runs now, read from the pid file and the cluster. Never blocks long."""
+        postgres_port = self.postgres.running_port()
+        return StackStatus(
+            state_dir=self.state_dir,
+            emulator_pid=self.emulator.pid(),
+            emulator_endpoint=self.endpoint if self.emulator.pid() else None,
+            postgres_dsn=self.postgres.dsn if postgres_port is not None else None,
+            postgres_dir=self.postgres.pgdata,
+        )
+
+    def _refuse_clashes(self) -> None:
+        """Raise StackError, before anything starts, when a port is taken by
+        another program or this stack already runs on other ports."""
+        if self.emulator.pid() is not None:
+            recorded = self.emulator.recorded_argv() or []
+            if recorded[1:] != list(self.emulator.argv[1:]):
+                raise StackError(
+                    f"the emulator in {self.state_dir} already runs as {' '.join(recorded[1:])}, "
+                    f"not on port {self.emulator_port}; run down first"
+                )
+        elif port_in_use(self.emulator_port):
+            raise StackError(
+                f"port {self.emulator_port} (AWS emulator) is taken by another program; "
+                "stop it or choose another port (LOCAL_STACK_AWS_PORT)"
+            )
+        running = self.postgres.running_port()
+        if running is not None and running != self.postgres_port:
+            raise StackError(
+                f"PostgreSQL in {self.state_dir} already runs on port {running}, not {self.postgres_port}; "
+                "run down first"
+            )
+        if running is None and port_in_use(self.postgres_port):
+            raise StackError(
+                f"port {self.postgres_port} (PostgreSQL) is taken by another program; "
+                "stop it or choose another port (LOCAL_STACK_PG_PORT)"
+            )
+
+    def _refuse_foreign_purge(self) -> None:
+        if not self.state_dir.exists() or not any(self.state_dir.iterdir()):
+            return
+        ours = [STATE_FILE, "postgres", self.emulator.log_file.name, self.emulator.pid_file.name]
+        if not any((self.state_dir / name).exists() for name in ours):
+            raise StackError(f"{self.state_dir} does not look like a local stack folder; not deleting it")
+
+    def _emulator_answers(self) -> bool:
+        # No proxies: an HTTP_PROXY in the environment must not swallow a loopback probe.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(f"{self.endpoint}/moto-api/", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+
+@contextlib.contextmanager
+def _environment_applied(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set `variables` in os.environ for the block, then restore what was there."""
+    saved = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _read_state(state_dir: Path) -> dict:
+    try:
+        return json.loads((state_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(state_dir: Path, state: dict) -> None:
+    (state_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
