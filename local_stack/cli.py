@@ -11,6 +11,9 @@ import argparse
 import shlex
 import sys
 
+import psycopg2
+from botocore.exceptions import BotoCoreError, ClientError
+
 from local_stack.errors import StackError
 from local_stack.stack import LocalStack, StackStatus
 from retail_stream import logs
@@ -78,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(export_lines(stack.environment()))
     except (StackError, SettingsError) as error:
         print(f"local_stack {args.command}: {error}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError, psycopg2.Error) as error:
+        # `provision` against endpoints that do not answer (or refuse us): say which, briefly.
+        print(f"local_stack {args.command}: {type(error).__name__}: {error}".rstrip(), file=sys.stderr)
         return 1
     return 0
 

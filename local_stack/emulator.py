@@ -21,8 +21,30 @@ def build_app():
     from moto.server import DomainDispatcherApplication, create_backend_app
 
     return AsyncioWSGIMiddleware(
-        DomainDispatcherApplication(create_backend_app), max_body_size=MAX_BODY_BYTES
+        never_empty(DomainDispatcherApplication(create_backend_app)), max_body_size=MAX_BODY_BYTES
     )
+
+
+def never_empty(app):
+    """`app`, but every response body has at least one chunk.
+
+    Hypercorn's WSGI wrapper (0.17, 0.18) sends the status line with the first
+    body chunk: a response without one (any HEAD, such as S3 HeadBucket on a
+    missing bucket) ends in "Error in ASGI Framework" and a 500.
+    """
+
+    def wsgi(environ, start_response):
+        body = app(environ, start_response)
+        try:
+            chunks = iter(body)
+            first = next(chunks, None)
+            yield b"" if first is None else first
+            yield from chunks
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+    return wsgi
 
 
 def serve(host: str, port: int) -> None:

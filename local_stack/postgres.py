@@ -5,7 +5,8 @@ data anyone wants to keep. `initdb` refuses to run as root, so as root every
 server command runs as an unprivileged user (`postgres`, else `nobody`) that
 owns the cluster; if that user cannot reach the requested directory (a
 project cloned inside a mode-700 folder), the cluster lives in a fallback
-directory under the system temp dir, named after the requested one.
+directory, /tmp/retail-stream-pg-<hash of the requested one>, and a warning
+says so.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +50,11 @@ include_if_exists = 'local_stack_start.conf'
 """
 START_CONF = "local_stack_start.conf"
 SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
+# Fixed, not $TMPDIR: `down` must find the cluster `up` made, whatever its environment.
+FALLBACK_ROOT = Path("/tmp")
+FALLBACK_PREFIX = "retail-stream-pg-"
+# In a fallback folder: the data_dir it stands for, so orphans can be recognised.
+ORIGIN_FILE = "origin"
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class ServiceUser:
             except KeyError:
                 continue
             return cls(name, entry.pw_uid, entry.pw_gid)
-        raise StackError("running as root, but neither a 'postgres' nor a 'nobody' user exists to run PostgreSQL")
+        raise StackError("running as root, but no 'postgres' or 'nobody' user exists to run PostgreSQL as")
 
     def run(self, argv: list[str], *, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run `argv` as this user from `/` (the caller's cwd may be closed to
@@ -155,7 +160,7 @@ class PostgresServer:
     def fallback_dir(self) -> Path:
         """Where the cluster lives when the service user cannot reach `data_dir`."""
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
-        return Path(tempfile.gettempdir()) / f"retail-stream-pg-{digest}"
+        return FALLBACK_ROOT / f"{FALLBACK_PREFIX}{digest}"
 
     @property
     def home(self) -> Path:
@@ -194,11 +199,14 @@ class PostgresServer:
         running = self.running_port()
         if running is not None and running != self.port:
             raise StackError(
-                f"PostgreSQL in {self.pgdata} already runs on port {running}, not {self.port}; stop the stack first"
+                f"PostgreSQL in {self.pgdata} already runs on port {running}, not {self.port}; "
+                "stop the stack first"
             )
         if running is None:
             if port_in_use(self.port):
-                raise StackError(f"port {self.port} (PostgreSQL) is taken by another program; choose another port")
+                raise StackError(
+                    f"port {self.port} (PostgreSQL) is taken by another program; choose another port"
+                )
             self._initdb(bin_dir)
             self._write_start_conf()
             started = time.monotonic()
@@ -255,15 +263,36 @@ class PostgresServer:
         self.user.own(self.data_dir)
         if self.user.can_write(self.data_dir):
             return self.data_dir
+        self._remove_orphaned_fallbacks()
         fallback = self.fallback_dir
         fallback.mkdir(mode=0o700, exist_ok=True)
         self.user.own(fallback)
+        (fallback / ORIGIN_FILE).write_text(f"{self.data_dir}\n")
         log.warning(
             "postgres_cluster_moved",
             reason=f"user {self.user.name!r} cannot reach {self.data_dir}",
             cluster=str(fallback),
         )
         return fallback
+
+    def _remove_orphaned_fallbacks(self) -> None:
+        """Stop and delete fallback clusters whose stack folder is gone (a test's
+        temporary folder, cleaned up by pytest): no `down` can reach them now."""
+        for fallback in FALLBACK_ROOT.glob(f"{FALLBACK_PREFIX}*"):
+            try:
+                origin = Path((fallback / ORIGIN_FILE).read_text().strip())
+            except OSError:
+                continue
+            if not origin.is_absolute() or origin.exists():
+                continue
+            if (fallback / "pgdata" / "postmaster.pid").exists():
+                self.user.run(
+                    [str(self.bin_dir / "pg_ctl"), "stop", "-w", "-m", "immediate",
+                     "-D", str(fallback / "pgdata")],
+                    check=False,
+                )
+            shutil.rmtree(fallback, ignore_errors=True)
+            log.info("postgres_orphan_removed", cluster=str(fallback), origin=str(origin))
 
     def _write_start_conf(self) -> None:
         """The settings that may change from one start to the next: port and socket."""
@@ -289,9 +318,8 @@ class PostgresServer:
                     cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(ROLE)))
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
                 if cur.fetchone() is None:
-                    cur.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(DATABASE), sql.Identifier(ROLE))
-                    )
+                    create = sql.SQL("CREATE DATABASE {} OWNER {}")
+                    cur.execute(create.format(sql.Identifier(DATABASE), sql.Identifier(ROLE)))
         finally:
             conn.close()
 

@@ -76,7 +76,11 @@ def ensure_table(settings: Settings) -> None:
             AttributeDefinitions=KEY_ATTRIBUTES,
             KeySchema=TABLE_KEY,
             GlobalSecondaryIndexes=[
-                {"IndexName": CUSTOMER_INDEX, "KeySchema": CUSTOMER_INDEX_KEY, "Projection": {"ProjectionType": "ALL"}}
+                {
+                    "IndexName": CUSTOMER_INDEX,
+                    "KeySchema": CUSTOMER_INDEX_KEY,
+                    "Projection": {"ProjectionType": "ALL"},
+                }
             ],
         )
         log.info("table_created", table=settings.dynamodb_table)
@@ -93,24 +97,22 @@ def ensure_table(settings: Settings) -> None:
 
 
 def ensure_bucket(s3, bucket: str, region: str) -> None:
-    """Create `bucket` unless we can already use it. Raises StackError when
-    the name belongs to someone else (bucket names are global on AWS)."""
+    """Create `bucket` unless it exists. Raises StackError when the name
+    belongs to another account (bucket names are global on AWS)."""
     try:
-        if region == "us-east-1":  # the one region that refuses a LocationConstraint
-            s3.create_bucket(Bucket=bucket)
-        else:
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
-        log.info("bucket_created", bucket=bucket)
+        s3.head_bucket(Bucket=bucket)
+        return
     except ClientError as error:
-        code = error.response["Error"]["Code"]
-        if code == "BucketAlreadyOwnedByYou":
-            return
-        if code != "BucketAlreadyExists":
-            raise
-        try:
-            s3.head_bucket(Bucket=bucket)  # some emulators say "exists" for our own bucket
-        except ClientError:
-            raise StackError(f"S3 bucket name {bucket!r} is taken by another account; set S3_BUCKET") from None
+        # HeadBucket has no body: the error code is the bare HTTP status.
+        if error.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
+            raise StackError(
+                f"S3 bucket {bucket!r} exists but is not ours ({error}); set S3_BUCKET"
+            ) from None
+    if region == "us-east-1":  # the one region that refuses a LocationConstraint
+        s3.create_bucket(Bucket=bucket)
+    else:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+    log.info("bucket_created", bucket=bucket)
 
 
 def ensure_bucket_and_jsonpaths(settings: Settings) -> None:

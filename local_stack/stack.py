@@ -43,6 +43,7 @@ LOCAL_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",  # plain boto3 and the aws CLI read only this one
     "KCL_SHARD_SYNC_INTERVAL_MS": "5000",
     "KCL_LEASE_ASSIGNMENT_INTERVAL_MS": "2000",
     "KCL_FAILOVER_TIME_MS": "10000",
@@ -97,16 +98,14 @@ class LocalStack:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalStack:
         """The stack the CLI means: folder `LOCAL_STACK_DIR` (default
         `<project>/.local`); ports `LOCAL_STACK_AWS_PORT` / `LOCAL_STACK_PG_PORT`,
-        else those the stack in that folder was last started with, else 4566
+        else those of the stack running from that folder, else 4566
         and 5439. Raises StackError on a malformed port."""
         env = os.environ if environ is None else environ
         state_dir = Path(env.get("LOCAL_STACK_DIR") or project_dir() / ".local")
         recorded = _read_state(state_dir)
 
         def port(variable: str, key: str, default: int) -> int:
-            raw = env.get(variable)
-            if not raw:
-                return int(recorded.get(key, default))
+            raw = env.get(variable) or str(recorded.get(key, default))
             if not raw.isdigit() or not 0 < int(raw) < 65536:
                 raise StackError(f"{variable}={raw!r} is not a TCP port")
             return int(raw)
@@ -143,7 +142,8 @@ class LocalStack:
             self.emulator.start()
             self.postgres.start()
             self.emulator.wait_ready(self._emulator_answers, EMULATOR_START_TIMEOUT_SECONDS)
-            _write_state(self.state_dir, {"emulator_port": self.emulator_port, "postgres_port": self.postgres_port})
+            ports = {"emulator_port": self.emulator_port, "postgres_port": self.postgres_port}
+            _write_state(self.state_dir, ports)
             with _environment_applied(self.environment()):  # boto3 reads the endpoint from os.environ
                 provision(self.settings(), shard_count=self.shard_count)
         except BaseException:
@@ -174,10 +174,11 @@ class LocalStack:
     def status(self) -> StackStatus:
         """What runs now, read from the pid file and the cluster. Never blocks long."""
         postgres_port = self.postgres.running_port()
+        emulator_pid = self.emulator.pid()
         return StackStatus(
             state_dir=self.state_dir,
-            emulator_pid=self.emulator.pid(),
-            emulator_endpoint=self.endpoint if self.emulator.pid() else None,
+            emulator_pid=emulator_pid,
+            emulator_endpoint=self.endpoint if emulator_pid is not None else None,
             postgres_dsn=self.postgres.dsn if postgres_port is not None else None,
             postgres_dir=self.postgres.pgdata,
         )

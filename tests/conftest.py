@@ -39,7 +39,7 @@ def running_stack(state_dir: Path):
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        stack.down()
+        stack.down(purge=True)
 
 
 @pytest.fixture(scope="session")
