@@ -59,6 +59,9 @@ class Settings:
     java_bin: str = "java"
     log_level: str = "INFO"
     kcl_log_level: str = "INFO"
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 0  # 0: the service's default (producer 9101, consumer 9102)
+    metrics_path: str = "/metrics"
 
     @property
     def jsonpaths_uri(self) -> str:
@@ -106,6 +109,8 @@ class Settings:
             ("flush_retry_seconds", self.flush_retry_seconds >= 0),
             ("kcl_max_records", 1 <= self.kcl_max_records <= 10_000),
             ("log_level", self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")),
+            ("metrics_port", 0 <= self.metrics_port <= 65535),
+            ("metrics_path", self.metrics_path.startswith("/") and self.metrics_path not in ("/healthz", "/readyz")),
             ("kcl_log_level", self.kcl_log_level.upper() in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "OFF")),
         ]
         if self.warehouse_dialect == "redshift":
@@ -113,6 +118,9 @@ class Settings:
         for name, ok in checks:
             if not ok:
                 raise SettingsError(f"{ENVIRONMENT[name]}={getattr(self, name)!r} is not valid")
+
+    def metrics_port_or(self, default: int) -> int:
+        return self.metrics_port or default
 
     def worker_id(self) -> str:
         """The KCL worker id: stable across restarts so a worker reclaims its
@@ -167,4 +175,7 @@ ENVIRONMENT: dict[str, str] = {
     "java_bin": "JAVA_BIN",
     "log_level": "LOG_LEVEL",
     "kcl_log_level": "KCL_LOG_LEVEL",
+    "metrics_host": "METRICS_HOST",
+    "metrics_port": "METRICS_PORT",
+    "metrics_path": "METRICS_PATH",
 }
