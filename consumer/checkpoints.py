@@ -39,6 +39,7 @@ def checkpoint(
     attempts: int = 6,
     base_delay: float = 0.2,
     sleep: Callable[[float], None] = time.sleep,
+    on_throttle: Callable[[], None] = lambda: None,
 ) -> None:
     """Checkpoint, retrying throttling with jittered exponential backoff.
 
@@ -49,5 +50,6 @@ def checkpoint(
             checkpointer.checkpoint(sequence_number, sub_sequence_number)
             return
         except CheckpointThrottled:
+            on_throttle()
             sleep(random.uniform(base_delay, base_delay * 2 ** (attempt + 1)))
     raise CheckpointFailed(f"checkpoint throttled {attempts} times")

@@ -10,8 +10,8 @@ durable its processor exits, the daemon exits non-zero, and the orchestrator
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,13 +21,18 @@ from pathlib import Path
 from typing import Mapping
 
 import structlog
+from prometheus_client import CollectorRegistry, multiprocess
 
 from retail_stream import logs
+from retail_stream.metrics_server import MetricsServer
 from retail_stream.settings import Settings, SettingsError
 
 log = structlog.get_logger("consumer.daemon")
 
 MULTILANG_DAEMON = "software.amazon.kinesis.multilang.MultiLangDaemon"
+DEFAULT_METRICS_PORT = 9102
+# The scheduler's log line once leases can be taken: the worker is ready.
+READY_LINE = "Initialization complete"
 # Leaves the daemon time to flush every shard inside ECS's 30 s stop timeout.
 SHUTDOWN_GRACE_MS = 25_000
 
@@ -126,22 +131,95 @@ def relay_processor_logs(workdir: Path) -> Path:
     return pipe
 
 
+def prune_dead_processes(metrics_dir: Path) -> None:
+    """Drop the live-gauge files of record processors that have exited, so a
+    shard's series goes with its lease. Counter files stay: totals never drop."""
+    for path in metrics_dir.glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(metrics_dir))
+        except PermissionError:
+            pass
+
+
+def metrics_registry(metrics_dir: Path) -> CollectorRegistry:
+    """Every record processor's metrics, read afresh from their files."""
+    prune_dead_processes(metrics_dir)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))
+    return registry
+
+
+class DaemonHealth:
+    """What /healthz and /readyz report: the daemon runs; it is initialized
+    (it holds leases or is waiting for them)."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.initialized = threading.Event()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ready(self) -> bool:
+        return self.alive() and self.initialized.is_set()
+
+    def follow(self, process: subprocess.Popen) -> None:
+        """Copy the daemon's log lines to our stderr, noting when it is initialized."""
+        self.process = process
+
+        def copy() -> None:
+            for line in process.stdout:
+                if not self.initialized.is_set() and READY_LINE.encode() in line:
+                    self.initialized.set()
+                sys.stderr.buffer.write(line)
+                sys.stderr.flush()
+
+        threading.Thread(target=copy, name="daemon-logs", daemon=True).start()
+
+
 def run(settings: Settings, environ: Mapping[str, str]) -> int:
     """Run the daemon until it exits; returns its exit status (0 after a
-    stop we forwarded)."""
+    stop we forwarded). Its files live in a temporary folder removed after."""
+    with tempfile.TemporaryDirectory(prefix="kcl-", ignore_cleanup_errors=True) as workdir:
+        return supervise(settings, environ, Path(workdir))
+
+
+def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> int:
     from consumer.record_processor import LOG_PIPE_ENV
 
     worker_id = settings.worker_id()
     executable = f"{sys.executable} -u -m consumer.record_processor"
-    workdir = Path(tempfile.mkdtemp(prefix="kcl-"))
     properties_file = workdir / "consumer.properties"
     properties_file.write_text(render_properties(kcl_properties(settings, worker_id, executable, environ)))
     (workdir / "logback.xml").write_text(logback_config(settings.kcl_log_level))
     command = java_command(settings, properties_file, environ)
-    env = {**environ, LOG_PIPE_ENV: str(relay_processor_logs(workdir))}
-    log.info("daemon_starting", worker_id=worker_id, stream=settings.stream_name, command=command)
+    metrics_dir = workdir / "metrics"
+    metrics_dir.mkdir()
+    env = {
+        **environ,
+        LOG_PIPE_ENV: str(relay_processor_logs(workdir)),
+        # Each record processor writes its metrics here; we serve them all.
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    health = DaemonHealth()
+    # Bound before the daemon starts, so a taken port fails fast and alone.
+    server = MetricsServer(
+        settings.metrics_host,
+        settings.metrics_port_or(DEFAULT_METRICS_PORT),
+        metrics_path=settings.metrics_path,
+        registry=lambda: metrics_registry(metrics_dir),
+        checks={"/healthz": health.alive, "/readyz": health.ready},
+    ).start()
+    log.info("daemon_starting", worker_id=worker_id, stream=settings.stream_name, command=command,
+             metrics_port=server.port)
     # Own session: a terminal's Ctrl-C reaches the daemon only through us, once.
-    daemon = subprocess.Popen(command, stdout=sys.stderr, env=env, start_new_session=True)
+    daemon = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+    health.follow(daemon)
     stopping = threading.Event()
 
     def forward(signum, _frame):
@@ -155,7 +233,7 @@ def run(settings: Settings, environ: Mapping[str, str]) -> int:
     try:
         status = daemon.wait()
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.stop()
     log.info("daemon_exited", status=status)
     # The JVM exits 143 after a SIGTERM even when its shutdown was clean.
     if stopping.is_set() and status in (0, 128 + signal.SIGTERM):
@@ -170,4 +248,11 @@ def main() -> None:
         print(f"consumer: {exc}", file=sys.stderr)
         sys.exit(2)
     logs.configure(settings.log_level, service="consumer")
-    sys.exit(run(settings, os.environ))
+    try:
+        sys.exit(run(settings, os.environ))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"consumer: metrics port {settings.metrics_port_or(DEFAULT_METRICS_PORT)} is in use "
+              "(set METRICS_PORT)", file=sys.stderr)
+        sys.exit(2)

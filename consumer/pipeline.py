@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import structlog
 
 from consumer.batch import Batch, StreamRecord
 from consumer.buffer import ShardBuffer
-from consumer.checkpoints import Checkpointer, LeaseLost, checkpoint
+from consumer.checkpoints import CheckpointFailed, Checkpointer, LeaseLost, checkpoint
+from consumer.metrics import NoMetrics, PipelineMetrics, dead_letter_kind
 from consumer.sinks import Sink, SinkError
 
 log = structlog.get_logger("consumer.pipeline")
@@ -47,8 +49,10 @@ class ShardPipeline:
         retry: RetryPolicy = RetryPolicy(),
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        metrics: PipelineMetrics = NoMetrics(),
     ) -> None:
         self.buffer = buffer
+        self.metrics = metrics
         self.sinks = tuple(sinks)
         self.retry = retry
         self._clock = clock
@@ -59,13 +63,18 @@ class ShardPipeline:
     def shard_id(self) -> str:
         return self.buffer.shard_id
 
-    def receive(self, records: Iterable[StreamRecord], checkpointer: Checkpointer) -> None:
+    def receive(
+        self, records: Sequence[StreamRecord], checkpointer: Checkpointer, millis_behind_latest: int | None = None
+    ) -> None:
         """Buffer records, flushing and checkpointing whenever the policy says so.
 
         Blocks while sinks are retried; raises FlushFailed or CheckpointFailed.
         """
         if self.lease_lost:
             return
+        self.metrics.received(len(records))
+        if millis_behind_latest is not None:
+            self.metrics.lag(millis_behind_latest)
         now = self._clock()
         for record in records:
             self.buffer.add(record, now)
@@ -73,6 +82,7 @@ class ShardPipeline:
                 self.flush(checkpointer)
         if self.buffer.flush_due(self._clock()):
             self.flush(checkpointer)
+        self.metrics.buffered(len(self.buffer))
 
     def flush(self, checkpointer: Checkpointer) -> Batch | None:
         """Write what is buffered to every sink, then checkpoint its last record."""
@@ -80,11 +90,10 @@ class ShardPipeline:
         if batch is None:
             return None
         self.write(batch)
-        try:
-            checkpoint(checkpointer, batch.last_sequence, batch.last_sub_sequence, sleep=self._sleep)
-        except LeaseLost:
-            self._lose_lease()
+        self.metrics.flushed(len(batch.records), Counter(dead_letter_kind(d.reason) for d in batch.dead_letters))
+        if not self._checkpoint(checkpointer, batch.last_sequence, batch.last_sub_sequence):
             return batch
+        self.metrics.checkpointed(len(batch.records) + len(batch.dead_letters))
         log.info("checkpointed", shard_id=self.shard_id, sequence=batch.last_sequence)
         return batch
 
@@ -98,10 +107,22 @@ class ShardPipeline:
             return
         self.flush(checkpointer)
         if shard_end and not self.lease_lost:
-            try:
-                checkpoint(checkpointer, None, None, sleep=self._sleep)
-            except LeaseLost:
-                self._lose_lease()
+            self._checkpoint(checkpointer, None, None)
+        self.metrics.lease(False)
+
+    def _checkpoint(self, checkpointer: Checkpointer, sequence: str | None, sub: int | None) -> bool:
+        """Checkpoint; False when the lease turned out to be lost."""
+        try:
+            checkpoint(checkpointer, sequence, sub, sleep=self._sleep,
+                       on_throttle=lambda: self.metrics.checkpoint_failed("ThrottlingException"))
+        except LeaseLost:
+            self.metrics.checkpoint_failed("ShutdownException")
+            self._lose_lease()
+            return False
+        except CheckpointFailed:
+            self.metrics.checkpoint_failed("CheckpointFailed")
+            raise
+        return True
 
     def lose_lease(self) -> None:
         """Another worker owns the shard: drop the buffer, never checkpoint."""
@@ -110,6 +131,7 @@ class ShardPipeline:
     def _lose_lease(self) -> None:
         dropped = self.buffer.drop()
         self.lease_lost = True
+        self.metrics.lease(False)
         log.warning("lease_lost", shard_id=self.shard_id, dropped_records=dropped)
 
     def write(self, batch: Batch) -> None:
@@ -117,9 +139,7 @@ class ShardPipeline:
         started = self._clock()
         durations = {}
         for sink in self.sinks:
-            sink_started = self._clock()
-            self._write_with_retry(sink, batch, started)
-            durations[sink.name] = round(self._clock() - sink_started, 4)
+            durations[sink.name] = round(self._write_with_retry(sink, batch, started), 4)
         log.info(
             "batch_written",
             shard_id=batch.shard_id,
@@ -131,13 +151,15 @@ class ShardPipeline:
             sink_seconds=durations,
         )
 
-    def _write_with_retry(self, sink: Sink, batch: Batch, started: float) -> None:
+    def _write_with_retry(self, sink: Sink, batch: Batch, started: float) -> float:
+        """Write until the sink succeeds; returns the successful attempt's seconds."""
         attempt = 0
         while True:
+            attempt_started = self._clock()
             try:
-                sink.write(batch)
-                return
+                written = sink.write(batch)
             except SinkError as exc:
+                self.metrics.sink_failed(sink.name, exc.kind)
                 if self._clock() - started >= self.retry.deadline_seconds:
                     raise FlushFailed(f"{exc} (gave up after {attempt + 1} attempts)") from exc
                 delay = self.retry.delay(attempt)
@@ -145,3 +167,7 @@ class ShardPipeline:
                             delay=round(delay, 3), error=str(exc))
                 self._sleep(delay)
                 attempt += 1
+                continue
+            seconds = self._clock() - attempt_started
+            self.metrics.sink_written(sink.name, written, seconds)
+            return seconds

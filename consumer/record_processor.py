@@ -67,11 +67,17 @@ class RecordProcessor(processor.RecordProcessorBase):
     def initialize(self, initialize_input) -> None:
         structlog.contextvars.bind_contextvars(shard_id=initialize_input.shard_id)
         self._pipeline = self._guard(self._build, initialize_input.shard_id)
+        self._pipeline.metrics.lease(True)
         log.info("shard_initialized", sequence=initialize_input.sequence_number)
 
     def process_records(self, process_records_input) -> None:
         records = [to_stream_record(r) for r in process_records_input.records]
-        self._guard(self._pipeline.receive, records, KclCheckpointer(process_records_input.checkpointer))
+        self._guard(
+            self._pipeline.receive,
+            records,
+            KclCheckpointer(process_records_input.checkpointer),
+            process_records_input.millis_behind_latest,
+        )
 
     def lease_lost(self, lease_lost_input) -> None:
         self._pipeline.lose_lease()

@@ -7,6 +7,7 @@ from importlib import resources
 import psycopg2
 
 from consumer.buffer import FlushPolicy, ShardBuffer
+from consumer.metrics import ConsumerMetrics, ShardMetrics
 from consumer.pipeline import RetryPolicy, ShardPipeline
 from consumer.sinks.dead_letters import DeadLetterSink
 from consumer.sinks.dynamodb import DynamoDBSink
@@ -47,10 +48,11 @@ def build_sinks(settings: Settings) -> list:
     ]
 
 
-def build_pipeline(settings: Settings, shard_id: str) -> ShardPipeline:
+def build_pipeline(settings: Settings, shard_id: str, metrics: ConsumerMetrics | None = None) -> ShardPipeline:
     policy = FlushPolicy(settings.flush_max_records, settings.flush_max_bytes, settings.flush_max_age_seconds)
     return ShardPipeline(
         ShardBuffer(shard_id, policy),
         build_sinks(settings),
         RetryPolicy(deadline_seconds=settings.flush_retry_seconds),
+        metrics=ShardMetrics(metrics or ConsumerMetrics(), shard_id),
     )

@@ -39,9 +39,10 @@ class DeadLetterSink:
         self.bucket = bucket
         self.prefix = prefix
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch) -> int:
         if not batch.dead_letters:
-            return
+            return 0
         body = b"".join(to_line(d, batch.shard_id) for d in batch.dead_letters)
         key = object_key(self.prefix, batch, suffix=".ndjson")
         put_once(self._client, self.bucket, key, body, "application/x-ndjson", self.name)
+        return len(batch.dead_letters)

@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.batch import Batch
-from consumer.sinks import SinkError
+from consumer.sinks import SinkError, error_kind
 from retail_stream.schema import Transaction
 
 MAX_ITEMS_PER_CALL = 25
@@ -76,9 +76,11 @@ class DynamoDBSink:
         self._base_delay = base_delay
         self._sleep = sleep
 
-    def write(self, batch: Batch) -> None:
-        for call in write_requests(batch.records):
+    def write(self, batch: Batch) -> int:
+        calls = write_requests(batch.records)
+        for call in calls:
             self._write_call(call)
+        return sum(len(call) for call in calls)
 
     def _write_call(self, requests: list[dict]) -> None:
         pending = {self._table: requests}
@@ -86,11 +88,12 @@ class DynamoDBSink:
             try:
                 response = self._client.batch_write_item(RequestItems=pending)
             except (ClientError, BotoCoreError) as exc:
-                raise SinkError(self.name, str(exc)) from exc
+                raise SinkError(self.name, str(exc), error_kind(exc)) from exc
             pending = response.get("UnprocessedItems") or {}
             if not pending:
                 return
             # Unprocessed items mean throttling: back off before resending them.
             self._sleep(random.uniform(0, self._base_delay * 2**attempt))
         left = sum(len(v) for v in pending.values())
-        raise SinkError(self.name, f"{left} items still unprocessed after {self._max_attempts} attempts")
+        raise SinkError(self.name, f"{left} items still unprocessed after {self._max_attempts} attempts",
+                        "UnprocessedItems")

@@ -12,7 +12,7 @@ import gzip
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.batch import Batch
-from consumer.sinks import SinkError
+from consumer.sinks import SinkError, error_kind
 from retail_stream.schema import Transaction, encode
 
 
@@ -39,9 +39,9 @@ def put_once(client, bucket: str, key: str, body: bytes, content_type: str, sink
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status == 412 or exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
             return
-        raise SinkError(sink, str(exc)) from exc
+        raise SinkError(sink, str(exc), error_kind(exc)) from exc
     except BotoCoreError as exc:
-        raise SinkError(sink, str(exc)) from exc
+        raise SinkError(sink, str(exc), error_kind(exc)) from exc
 
 
 class RawZoneSink:
@@ -55,10 +55,11 @@ class RawZoneSink:
     def key_for(self, batch: Batch) -> str:
         return object_key(self.prefix, batch)
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch) -> int:
         if not batch.records:
-            return
+            return 0
         put_once(
             self._client, self.bucket, self.key_for(batch), to_ndjson_gz(batch.records),
             "application/x-ndjson", self.name,
         )
+        return len(batch.records)

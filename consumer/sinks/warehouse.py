@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from psycopg2 import sql
 
 from consumer.batch import Batch
-from consumer.sinks import SinkError
+from consumer.sinks import SinkError, error_kind
 
 STAGE = sql.Identifier("stage_transactions")
 _PATH = re.compile(r"""^\$(?:\['([^']+)'\]|\.([A-Za-z_][A-Za-z0-9_]*))$""")
@@ -159,7 +159,7 @@ class LocalCopy:
         try:
             body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except (ClientError, BotoCoreError) as exc:
-            raise SinkError(WarehouseSink.name, f"reading s3://{bucket}/{key}: {exc}") from exc
+            raise SinkError(WarehouseSink.name, f"reading s3://{bucket}/{key}: {exc}", error_kind(exc)) from exc
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(STAGE, self._target.column_list)
         cursor.copy_expert(statement, io.StringIO(ndjson_to_copy_text(body, self._fields)))
 
@@ -185,9 +185,9 @@ class WarehouseSink:
         self._clock = clock
         self.last_inserted = 0
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch) -> int:
         if not batch.records:
-            return
+            return 0
         key = self._object_key(batch)
         try:
             conn = self._connection()
@@ -195,7 +195,8 @@ class WarehouseSink:
                 self.last_inserted = self._load(cur, batch, key)
         except psycopg2.Error as exc:
             self._discard_connection()
-            raise SinkError(self.name, str(exc).strip()) from exc
+            raise SinkError(self.name, str(exc).strip(), error_kind(exc)) from exc
+        return len(batch.records)
 
     def _load(self, cur, batch: Batch, key: str) -> int:
         s = self._statements

@@ -65,6 +65,7 @@ class RecordingSink:
             raise SinkError(self.name, "unavailable")
         self.batches.append(batch)
         self.log.append(f"{self.name}:{batch.last_sequence}")
+        return len(batch.records)
 
 
 class RecordingCheckpointer:
@@ -83,3 +84,16 @@ class RecordingCheckpointer:
 class LosingCheckpointer(RecordingCheckpointer):
     def checkpoint(self, sequence_number, sub_sequence_number) -> None:
         raise LeaseLost("ShutdownException")
+
+
+class RecordingMetrics:
+    """Every call the pipeline makes on its metrics, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def __getattr__(self, name):
+        return lambda *args: self.calls.append((name, *args))
+
+    def named(self, name: str) -> list[tuple]:
+        return [c[1:] for c in self.calls if c[0] == name]

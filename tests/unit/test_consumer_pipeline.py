@@ -145,3 +145,38 @@ def test_shutdown_requested_flushes_then_checkpoints():
     pipeline.receive([stream_record(5)], cp)
     pipeline.finish(cp, shard_end=False)
     assert log == ["dynamodb:5", "s3:5", "checkpoint:5"]
+
+
+def test_metrics_follow_the_flow():
+    from tests.unit.consumer_fakes import RecordingMetrics
+
+    metrics = RecordingMetrics()
+    sinks = [RecordingSink("dynamodb"), RecordingSink("warehouse", failures=1)]
+    pipeline, _, _, _ = make(max_records=3, sinks=sinks)
+    pipeline.metrics = metrics
+    cp = RecordingCheckpointer(errors=[CheckpointThrottled("ThrottlingException")])
+    pipeline.receive([stream_record(1), stream_record(2, data=b"{}"), stream_record(3), stream_record(4)], cp,
+                     millis_behind_latest=1500)
+    assert metrics.named("received") == [(4,)]
+    assert metrics.named("lag") == [(1500,)]
+    assert [c[:2] for c in metrics.named("sink_written")] == [("dynamodb", 2), ("warehouse", 2)]
+    assert metrics.named("sink_failed") == [("warehouse", "error")]
+    assert metrics.named("flushed") == [(2, {"missing_field": 1})]
+    assert metrics.named("checkpoint_failed") == [("ThrottlingException",)]
+    assert metrics.named("checkpointed") == [(3,)]
+    assert metrics.named("buffered") == [(1,)]
+    pipeline.lose_lease()
+    assert metrics.named("lease") == [(False,)]
+
+
+@pytest.mark.parametrize("reason, kind", [
+    ("JSON is malformed: invalid character (byte 0)", "not_json"),
+    ("Object missing required field `event_id`", "missing_field"),
+    ("Object contains unknown field `z`", "unknown_field"),
+    ("Expected `int`, got `str` - at `$.quantity`", "wrong_type"),
+    ("unit_price out of range", "invalid_value"),
+])
+def test_dead_letter_reasons_become_few_labels(reason, kind):
+    from consumer.metrics import dead_letter_kind
+
+    assert dead_letter_kind(reason) == kind
