@@ -32,6 +32,7 @@ def describe(status: StackStatus) -> str:
         f"AWS emulator  {status.emulator_endpoint or 'stopped'}"
         f"{f'  (pid {status.emulator_pid})' if status.emulator_pid else ''}\n"
         f"PostgreSQL    {status.postgres_dsn or 'stopped'}  (cluster {status.postgres_dir})\n"
+        f"Prometheus    {status.prometheus_url or 'stopped'}\n"
     )
 
 

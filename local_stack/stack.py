@@ -26,6 +26,7 @@ from local_stack.errors import StackError
 from local_stack.ports import free_port, port_in_use
 from local_stack.postgres import PostgresServer
 from local_stack.processes import BackgroundProcess
+from local_stack.prometheus import PrometheusServer
 from local_stack.provision import provision
 from retail_stream.settings import Settings
 
@@ -33,6 +34,7 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_EMULATOR_PORT = 4566
 DEFAULT_POSTGRES_PORT = 5439
+DEFAULT_PROMETHEUS_PORT = 9090
 EMULATOR_START_TIMEOUT_SECONDS = 30
 STATE_FILE = "stack.json"
 
@@ -65,6 +67,7 @@ class StackStatus:
     emulator_endpoint: str | None
     postgres_dsn: str | None
     postgres_dir: Path
+    prometheus_url: str | None = None
 
     @property
     def running(self) -> bool:
@@ -80,6 +83,7 @@ class LocalStack:
         state_dir: Path,
         emulator_port: int = DEFAULT_EMULATOR_PORT,
         postgres_port: int = DEFAULT_POSTGRES_PORT,
+        prometheus_port: int = DEFAULT_PROMETHEUS_PORT,
         *,
         shard_count: int = 2,
     ) -> None:
@@ -88,6 +92,7 @@ class LocalStack:
         self.postgres_port = postgres_port or free_port()
         self.shard_count = shard_count
         self.postgres = PostgresServer(self.state_dir / "postgres", self.postgres_port)
+        self.prometheus = PrometheusServer(self.state_dir, prometheus_port or free_port())
         self.emulator = BackgroundProcess(
             "emulator",
             (sys.executable, "-m", "local_stack.emulator", "--port", str(self.emulator_port)),
@@ -114,6 +119,7 @@ class LocalStack:
             state_dir,
             port("LOCAL_STACK_AWS_PORT", "emulator_port", DEFAULT_EMULATOR_PORT),
             port("LOCAL_STACK_PG_PORT", "postgres_port", DEFAULT_POSTGRES_PORT),
+            port("LOCAL_STACK_PROMETHEUS_PORT", "prometheus_port", DEFAULT_PROMETHEUS_PORT),
         )
 
     @property
@@ -142,7 +148,9 @@ class LocalStack:
             self.emulator.start()
             self.postgres.start()
             self.emulator.wait_ready(self._emulator_answers, EMULATOR_START_TIMEOUT_SECONDS)
-            ports = {"emulator_port": self.emulator_port, "postgres_port": self.postgres_port}
+            self.prometheus.start()
+            ports = {"emulator_port": self.emulator_port, "postgres_port": self.postgres_port,
+                     "prometheus_port": self.prometheus.port}
             _write_state(self.state_dir, ports)
             with _environment_applied(self.environment()):  # boto3 reads the endpoint from os.environ
                 provision(self.settings(), shard_count=self.shard_count)
@@ -161,6 +169,7 @@ class LocalStack:
         Raises StackError rather than purge a folder that is not a stack's."""
         started = time.monotonic()
         self.emulator.stop()
+        self.prometheus.stop()
         self.postgres.stop()
         if purge:
             self._refuse_foreign_purge()
@@ -179,6 +188,7 @@ class LocalStack:
             state_dir=self.state_dir,
             emulator_pid=emulator_pid,
             emulator_endpoint=self.endpoint if emulator_pid is not None else None,
+            prometheus_url=self.prometheus.url if self.prometheus.process.pid() is not None else None,
             postgres_dsn=self.postgres.dsn if postgres_port is not None else None,
             postgres_dir=self.postgres.pgdata,
         )

@@ -22,7 +22,7 @@ def free_port() -> int:
 def start_stack(state_dir: Path):
     from local_stack.stack import LocalStack
 
-    stack = LocalStack(state_dir=state_dir, emulator_port=free_port(), postgres_port=free_port())
+    stack = LocalStack(state_dir=state_dir, emulator_port=free_port(), postgres_port=free_port(), prometheus_port=0)
     stack.up()
     return stack
 

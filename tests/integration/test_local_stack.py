@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    stack = LocalStack(tmp_path_factory.mktemp("own-stack"), emulator_port=0, postgres_port=0)
+    stack = LocalStack(tmp_path_factory.mktemp("own-stack"), emulator_port=0, postgres_port=0, prometheus_port=0)
     stack.up()
     try:
         yield stack
@@ -154,7 +154,7 @@ def test_provisioning_again_keeps_everything_as_it_was(stack, monkeypatch):
 
 
 def test_a_taken_port_is_refused_before_anything_starts(tmp_path, stack):
-    other = LocalStack(tmp_path / "other", emulator_port=free_port(), postgres_port=stack.postgres_port)
+    other = LocalStack(tmp_path / "other", emulator_port=free_port(), postgres_port=stack.postgres_port, prometheus_port=0)
     with pytest.raises(StackError, match=f"port {stack.postgres_port} .*taken"):
         other.up()
     assert not accepts_connections(other.emulator_port)
