@@ -73,6 +73,23 @@ def wait_for_sinks(settings: Settings, expected: int, consumer: subprocess.Popen
     raise SystemExit(f"timed out after {timeout:.0f} s waiting for {expected} rows in every sink")
 
 
+def read_prometheus(stack: LocalStack, expected: int, run_seconds: float) -> dict:
+    """The consumer's figures as Prometheus scraped them (not as the consumer
+    says): its processed-records counter, once a scrape has caught it up, and
+    the highest per-shard lag seen during the run."""
+    prometheus = stack.prometheus
+    processed_query = "sum(retail_consumer_records_processed_total)"
+    deadline = time.monotonic() + 30
+    while (prometheus.value(processed_query) or 0) < expected and time.monotonic() < deadline:
+        time.sleep(1)
+    window = f"{int(run_seconds) + 10}s"
+    max_lag = prometheus.value(f"max(max_over_time(retail_consumer_millis_behind_latest[{window}]))")
+    return {
+        "prometheus_records_processed": int(prometheus.value(processed_query) or 0),
+        "prometheus_max_lag_ms": int(max_lag or 0),
+    }
+
+
 def stop(consumer: subprocess.Popen, timeout: float = 60) -> int:
     consumer.send_signal(signal.SIGTERM)
     try:
@@ -111,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             consumer = subprocess.Popen([sys.executable, "-m", "consumer"], env=env, stderr=log, stdout=log)
             try:
                 wait_for_sinks(settings, expected, consumer, args.timeout)
+                scraped = read_prometheus(stack, expected, time.monotonic() - started)
             finally:
                 status = stop(consumer)
         say(f"consumer stopped (status {status})")
@@ -120,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             "source_rows": count_source_rows(csv),
             "rejected": count_lines(rejects),
             **found.as_dict(),
+            **scraped,
             "seconds": round(time.monotonic() - started, 1),
         }
     finally:
@@ -131,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         and result["redshift_rows"] == result["redshift_distinct_events"] == valid
         and result["s3_distinct_events"] == valid
         and result["kinesis_records"] == expected
+        and result["prometheus_records_processed"] == expected
         and status == 0
     )
     say("")
@@ -141,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"S3 raw zone           {result['s3_records']:>8}   records in {result['s3_objects']} objects")
     say(f"rows in the warehouse {result['redshift_rows']:>8}   ({result['redshift_distinct_events']} distinct)")
     say(f"dead-lettered         {result['dead_lettered']:>8}")
+    say(f"Prometheus: processed {result['prometheus_records_processed']:>8}   "
+        f"highest lag {result['prometheus_max_lag_ms']} ms")
     say("every valid row is once in every sink" if ok else "MISMATCH: see the counts above")
     print(json.dumps(result), flush=True)
     return 0 if ok else 1
