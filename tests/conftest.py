@@ -13,16 +13,28 @@ import pytest
 from retail_stream.settings import Settings
 
 
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: the sockets are held together, so the kernel
+    cannot hand the same port out twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def start_stack(state_dir: Path):
     from local_stack.stack import LocalStack
 
-    stack = LocalStack(state_dir=state_dir, emulator_port=free_port(), postgres_port=free_port(), prometheus_port=0)
+    emulator, postgres, prometheus = free_ports(3)
+    stack = LocalStack(state_dir=state_dir, emulator_port=emulator, postgres_port=postgres, prometheus_port=prometheus)
     stack.up()
     return stack
 
