@@ -21,7 +21,7 @@ from producer.csv_source import read_rows
 from retail_stream import aws
 from retail_stream.schema import InvalidRecord, parse_row
 from retail_stream.settings import Settings
-from tests.conftest import running_stack
+from tests.conftest import free_ports, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -52,14 +52,17 @@ def wait_until(predicate, timeout: float, what: str):
 
 class Pipeline:
     def __init__(self, stack, tmp: Path):
-        self.env = {**os.environ, **stack.environment(), "FLUSH_MAX_AGE_SECONDS": "2", "KCL_WORKER_ID": "e2e"}
+        consumer_port, self.producer_port = free_ports(2)
+        self.env = {**os.environ, **stack.environment(), "FLUSH_MAX_AGE_SECONDS": "2", "KCL_WORKER_ID": "e2e",
+                    "METRICS_PORT": str(consumer_port)}
         self.settings = Settings.from_env(self.env)
         self.tmp = tmp
         self.consumer = None
 
     def produce(self, *args: str) -> dict:
         out = subprocess.run(
-            [sys.executable, "-m", "producer", *args], env=self.env, cwd=self.tmp,
+            [sys.executable, "-m", "producer", *args], env={**self.env, "METRICS_PORT": str(self.producer_port)},
+            cwd=self.tmp,
             stdout=subprocess.PIPE, text=True, check=True,
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
