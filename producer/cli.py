@@ -26,14 +26,17 @@ import structlog
 
 from producer.csv_source import SourceError, check_source
 from producer.kinesis_writer import DeliveryError, KinesisWriter
+from producer.metrics import ProducerMetrics
 from producer.pacing import RateLimiter, TimelinePacer
 from producer.replay import Replay, RejectsFile, ReplaySummary, Source, default_rejects_path
 from retail_stream import aws, logs
+from retail_stream.metrics_server import MetricsServer
 from retail_stream.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_DELIVERY, EXIT_USAGE = 0, 1, 2
+DEFAULT_METRICS_PORT = 9101
 # Room in Transaction.source (255 characters) for a pass suffix "~<n>".
 MAX_SOURCE_ID_CHARS = 240
 
@@ -68,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-attempts", type=int, default=8, metavar="N",
         help="PutRecords attempts per batch before giving up (default 8)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, metavar="PORT",
+        help=f"serve Prometheus metrics and /healthz here (default: METRICS_PORT or {DEFAULT_METRICS_PORT})",
+    )
+    parser.add_argument("--no-metrics", action="store_true", help="serve no metrics endpoint")
+    parser.add_argument(
+        "--linger", type=float, default=0, metavar="SECONDS",
+        help="keep serving metrics this long after the replay, so a scrape catches the final values",
     )
     return parser
 
@@ -117,7 +129,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(settings.log_level, service="producer")
     stop = threading.Event()
     _stop_on_signals(stop)
-    return run(args, aws.client("kinesis", settings), settings.stream_name, stop=stop)
+    metrics, server = None, None
+    if not args.no_metrics:
+        metrics = ProducerMetrics()
+        port = args.metrics_port if args.metrics_port is not None else settings.metrics_port_or(DEFAULT_METRICS_PORT)
+        try:
+            # Healthy while the process and its replay loop (the main thread) run.
+            server = MetricsServer(settings.metrics_host, port, metrics_path=settings.metrics_path,
+                                   checks={"/healthz": threading.main_thread().is_alive}).start()
+        except OSError as exc:
+            print(f"retail-producer: error: cannot serve metrics on port {port}: {exc.strerror} "
+                  "(--metrics-port, METRICS_PORT or --no-metrics)", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        status = run(args, aws.client("kinesis", settings), settings.stream_name, stop=stop, metrics=metrics)
+        if server and args.linger > 0:
+            stop.wait(args.linger)
+        return status
+    finally:
+        if server:
+            server.stop()
 
 
 def run(
@@ -129,6 +160,7 @@ def run(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     clock: Callable[[], float] = time.monotonic,
+    metrics: ProducerMetrics | None = None,
 ) -> int:
     """Replay the files named in `args` through `kinesis`; returns the exit status.
 
@@ -148,7 +180,7 @@ def run(
         print(f"retail-producer: error: {exc}", file=stderr)
         return EXIT_USAGE
 
-    writer = KinesisWriter(kinesis, stream_name, max_attempts=args.max_attempts)
+    writer = KinesisWriter(kinesis, stream_name, max_attempts=args.max_attempts, metrics=metrics)
     progress = ProgressLine(stderr, clock) if stderr.isatty() else None
     rejects_paths = [args.rejects or default_rejects_path(path) for path in args.csv]
     rejects_files = {path: RejectsFile(path) for path in dict.fromkeys(rejects_paths)}
@@ -173,6 +205,7 @@ def run(
             clock=clock,
             should_stop=stop.is_set,
             on_progress=progress.show if progress else lambda summary: None,
+            metrics=metrics,
         )
         status, error = EXIT_OK, None
         try:

@@ -20,6 +20,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from producer.batching import Entry
+from producer.metrics import NoProducerMetrics, ProducerMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +119,8 @@ class KinesisWriter:
         max_delay: float = 5.0,
         sleep: Callable[[float], object] = time.sleep,
         rng: Callable[[], float] = random.random,
+        metrics: ProducerMetrics | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -129,6 +132,8 @@ class KinesisWriter:
         self._sleep = sleep
         self._rng = rng
         self._lock = threading.Lock()
+        self._metrics = metrics or NoProducerMetrics()
+        self._clock = clock
         self.stats = WriterStats()
 
     def put_batch(self, entries: Sequence[Entry]) -> BatchResult:
@@ -161,6 +166,8 @@ class KinesisWriter:
                     still_pending.append(index)
                 else:
                     sequence_numbers[index] = result.get("SequenceNumber", "")
+            for failure in failures:
+                self._metrics.entries_failed(failure.error_code)
             refused = set(still_pending)
             accepted = [entries[i] for i in pending if i not in refused]
             self._count(
@@ -196,11 +203,13 @@ class KinesisWriter:
         """One PutRecords call; returns one result per entry, in order. A
         retryable whole-call error counts as every entry refused with that code."""
         self._count(calls=1)
+        started = self._clock()
         try:
             response = self._client.put_records(
                 StreamName=self.stream_name,
                 Records=[{"Data": e.data, "PartitionKey": e.partition_key} for e in batch],
             )
+            self._metrics.put_records_call(self._clock() - started, len(batch))
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code, message = error.get("Code", "ClientError"), error.get("Message", str(exc))
@@ -228,3 +237,4 @@ class KinesisWriter:
         with self._lock:
             for name, value in increments.items():
                 setattr(self.stats, name, getattr(self.stats, name) + value)
+        self._metrics.count(**increments)

@@ -27,6 +27,7 @@ import structlog
 from producer.batching import MAX_BATCH_RECORDS, BatchBuilder, Entry, UnsendableEntry
 from producer.csv_source import SourceError, read_rows
 from producer.kinesis_writer import KinesisWriter
+from producer.metrics import NoProducerMetrics, ProducerMetrics
 from producer.pacing import RateLimiter, TimelinePacer
 from retail_stream.schema import InvalidRecord, Transaction, encode, parse_row
 
@@ -146,6 +147,7 @@ class Replay:
         clock: Callable[[], float] = time.monotonic,
         should_stop: Callable[[], bool] = lambda: False,
         on_progress: Callable[[ReplaySummary], object] = lambda summary: None,
+        metrics: ProducerMetrics | None = None,
     ) -> None:
         if loops < 0:
             raise ValueError("loops must be 0 (forever) or more")
@@ -160,6 +162,7 @@ class Replay:
         self._clock = clock
         self._should_stop = should_stop
         self._on_progress = on_progress
+        self._metrics = metrics or NoProducerMetrics()
         # Under a rate limit a batch is one burst, so records leave steadily
         # instead of waiting for 500 to accumulate.
         self._builder = BatchBuilder(max_records=rate.burst if rate else MAX_BATCH_RECORDS)
@@ -176,6 +179,7 @@ class Replay:
         refusing records (nothing more is sent).
         """
         log.info("replay.started", files=[str(s.path) for s in self._sources], loops=self._loops)
+        self._metrics.replay_total(self._planned_rows())
         try:
             for source_id, line, fields, rejects in self._rows():
                 self._replay_row(source_id, line, fields, rejects)
@@ -205,9 +209,23 @@ class Replay:
                     if self._limit is not None and self.summary.rows >= self._limit:
                         return
                     self.summary.rows += 1
+                    self._metrics.row_read(self.summary.rows)
                     yield source_id, line, fields, source.rejects
             if self.summary.rows == rows_before:
                 return  # no data rows at all: looping forever would only spin
+
+    def _planned_rows(self) -> int:
+        """Rows this replay will handle: one cheap pass over the files, times
+        the passes (one pass when looping forever), capped by the limit."""
+        per_pass = 0
+        for source in self._sources:
+            try:
+                for _ in read_rows(source.path):
+                    per_pass += 1
+            except SourceError:
+                pass  # the replay itself meets and reports it, after sending what came before
+        total = per_pass * (self._loops or 1)
+        return min(total, self._limit) if self._limit is not None else total
 
     def _replay_row(self, source_id: str, line: int, fields: list[str], rejects: RejectsFile) -> None:
         try:
@@ -218,6 +236,7 @@ class Replay:
         except (InvalidRecord, UnsendableEntry) as exc:
             rejects.write(source_id, line, str(exc), fields)
             self.summary.rejected += 1
+            self._metrics.row_rejected(str(exc))
             return
         self._send(closed)
 
