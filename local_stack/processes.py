@@ -150,7 +150,12 @@ def _alive(pid: int, argv: Sequence[str] | None) -> bool:
     """Whether `pid` runs (zombies count as gone) and, when `argv` is given
     and /proc is there to tell, runs that command line."""
     child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
+    if child is not None:
+        # Our own child: poll() is the truth. Its /proc cmdline is not: the kernel
+        # lets Popen return (close-on-exec) before it installs the new argv, so
+        # for a moment the cmdline of a healthy child reads empty.
+        if child.poll() is None:
+            return True
         del _CHILDREN[pid]
         return False
     proc = Path("/proc") / str(pid)

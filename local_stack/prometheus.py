@@ -11,12 +11,8 @@ import urllib.request
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import structlog
-
 from local_stack.errors import StackError
 from local_stack.processes import BackgroundProcess
-
-log = structlog.get_logger("local_stack.prometheus")
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
 START_TIMEOUT_SECONDS = 30
@@ -66,17 +62,8 @@ class PrometheusServer:
         for name in ("prometheus.yml", "alerts.yml"):
             shutil.copyfile(CONFIG_DIR / name, self.home / name)
         self.write_targets(targets)
-        try:
-            self.process.start()
-            self.process.wait_ready(self._ready, START_TIMEOUT_SECONDS)
-        except StackError as first:
-            # Seen now and then in full test runs, cause not yet found: the server
-            # reported gone at once with an empty log. One more start; a second
-            # failure is raised.
-            log.warning("prometheus_restart", error=str(first))
-            self.process.stop()
-            self.process.start()
-            self.process.wait_ready(self._ready, START_TIMEOUT_SECONDS)
+        self.process.start()
+        self.process.wait_ready(self._ready, START_TIMEOUT_SECONDS)
 
     def stop(self) -> None:
         self.process.stop()
