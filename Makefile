@@ -5,12 +5,13 @@ PY     := $(VENV)/bin/python
 CSV    ?= data/TestSample.csv
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-unit up down env clean
+.PHONY: help install demo test test-unit chaos up down env clean
 
 help:
 	@echo "make demo [CSV=path]   run the pipeline end to end on the local stack"
 	@echo "make test              unit, integration and end-to-end tests"
 	@echo "make test-unit         the fast tests only"
+	@echo "make chaos             the fault-injection suite at full length, with its report"
 	@echo "make up / make down    start / stop the local stack (make env prints its variables)"
 
 # The virtual environment, rebuilt when pyproject.toml changes.
@@ -30,6 +31,9 @@ test: install
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+chaos: install
+	$(PY) -m tests.chaos $(PYTEST_ARGS)
 
 up: install
 	$(PY) -m local_stack up

@@ -12,14 +12,14 @@ from amazon_kclpy import kcl
 from tests.unit.consumer_fakes import RecordingSink, kcl_record, stream_record
 
 
-def run(messages: list[dict], sinks, max_records=2, deadline=0.0):
+def run(messages: list[dict], sinks, max_records=2, deadline=0.0, sleeps=None):
     """Feed daemon messages; return what the processor wrote on stdout, parsed."""
     def build(shard_id):
         return ShardPipeline(
             ShardBuffer(shard_id, FlushPolicy(max_records, 10**9, 60)),
             sinks,
             RetryPolicy(deadline_seconds=deadline, base_delay=0),
-            sleep=lambda s: None,
+            sleep=(sleeps if sleeps is not None else []).append,
         )
 
     stdin = io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
@@ -67,6 +67,18 @@ def test_throttled_checkpoint_is_retried():
     assert code is None
     checkpoints = [m for m in out if m["action"] == "checkpoint"]
     assert len(checkpoints) == 2
+
+
+def test_throttling_that_does_not_end_gives_up_after_bounded_backoff():
+    sink, sleeps = RecordingSink("dynamodb"), []
+    throttled = dict(ack(2), error="ThrottlingException")
+    out, code = run([init(), records(1, 2), *[throttled] * 10], [sink], sleeps=sleeps)
+    # Six attempts, then the process ends so the KCL restarts the shard from
+    # its last checkpoint; the waits grow but stay bounded.
+    assert code == EXIT_NOT_DURABLE
+    assert [m["action"] for m in out].count("checkpoint") == 6
+    assert len(sleeps) == 6 and sum(sleeps) < 30
+    assert {"action": "status", "responseFor": "processRecords"} not in out
 
 
 def test_shutdown_exception_on_checkpoint_stops_writing():

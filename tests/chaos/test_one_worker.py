@@ -1,0 +1,268 @@
+"""Faults around one consumer worker: kills, SIGTERM, sink outages, a
+faulty stream for the producer, poison records, records a sink would refuse,
+and a crash at every point of a flush. One stack and one KCL for the module;
+each scenario replays its own source, so each is judged on its own rows."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import psycopg2
+import pytest
+
+from local_stack import census
+from tests.chaos.harness import Rule, expected_ids, open_rig, scaled, source_ids, summary, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    with open_rig(tmp_path_factory.mktemp("chaos-one")) as rig:
+        rig.worker("w1")
+        yield rig
+
+
+def test_sigkill_again_and_again(rig):
+    source, passes, kills = "chaos-sigkill", scaled(3, 20), scaled(3, 10)
+    rng = random.Random(11)
+    worker = rig.worker("w1")
+    producer = rig.producer(source, passes, "--rate", str(scaled(300, 500)))
+    started = time.monotonic()
+    for kill in range(kills):
+        if kill == 0:
+            # One kill certainly mid-flush: DynamoDB written, the raw-zone write in flight.
+            rig.proxy.inject(Rule("mid-flush", "hold", "s3", "PutObject", target=f"/{rig.settings.s3_raw_prefix}/"))
+            rig.proxy.wait_fired("mid-flush")
+        else:
+            time.sleep(rng.uniform(0.5, 5))
+        worker.kill()
+        rig.proxy.clear()  # the held write lands late, after its sender died
+        worker = rig.worker("w1")
+    summary(producer)
+    outcome = rig.judge("sigkill", f"{kills} SIGKILLs of the worker's process group (one mid-flush)",
+                        source_ids(source, passes), expected_ids(source, passes), rig.wait_drained(),
+                        seconds_under_fire=round(time.monotonic() - started, 1))
+    outcome.assert_clean()
+
+
+def test_sigterm_flushes_checkpoints_and_exits_in_time(rig):
+    source, passes = "chaos-sigterm", scaled(2, 10)
+    worker = rig.worker("w1")
+    producer = rig.producer(source, passes, "--rate", "300")
+    time.sleep(3)
+    code, seconds = worker.stop()
+    assert code == 0 and seconds < 30, (code, seconds)  # inside ECS's default stop timeout
+    at_stop = rig.checkpoints()
+    before = len(worker.events("batch_written"))
+    summary(producer)
+    rig.worker("w1")
+    catch_up = rig.wait_drained()
+    # What the restarted worker wrote starts after what was checkpointed at the stop.
+    for event in worker.events("batch_written")[before:]:
+        checkpoint = at_stop.get(event["shard_id"]) or ""
+        if checkpoint.isdigit():
+            assert int(event["first_sequence"]) > int(checkpoint), (event, at_stop)
+    outcome = rig.judge("sigterm", "SIGTERM mid-replay, then a restart", source_ids(source, passes),
+                        expected_ids(source, passes), catch_up, stop_seconds=round(seconds, 1))
+    outcome.assert_clean()
+
+
+def test_warehouse_down_for_30_seconds(rig):
+    source, passes, outage = "chaos-pg-down", scaled(2, 6), 30
+    worker = rig.worker("w1")
+    pid, retries_before = worker.process.pid, len(worker.events("sink_retry"))
+    producer = rig.producer(source, passes, "--rate", "300")
+    time.sleep(2)
+    rig.stack.postgres.stop()
+    try:
+        time.sleep(5)  # a flush in progress when it stopped may still checkpoint
+        frozen = rig.checkpoints()
+        time.sleep(outage - 5)
+        # Nothing can be durable in the warehouse, so no checkpoint may move.
+        assert rig.checkpoints() == frozen
+    finally:
+        rig.stack.postgres.start()
+    summary(producer)
+    catch_up = rig.wait_drained()
+    assert worker.running() and worker.process.pid == pid, "the worker must ride out the outage, not crash-loop"
+    retries = [e for e in worker.events("sink_retry")[retries_before:] if e["sink"] == "warehouse"]
+    assert len(retries) >= 2 and max(e["delay"] for e in retries) > min(e["delay"] for e in retries)
+    outcome = rig.judge("warehouse_outage", f"PostgreSQL stopped for {outage} s", source_ids(source, passes),
+                        expected_ids(source, passes), catch_up, warehouse_retries=len(retries))
+    outcome.assert_clean()
+
+
+def test_dynamodb_and_s3_failing_and_throttling(rig):
+    source, passes, window = "chaos-aws-faults", scaled(3, 15), scaled(20, 60)
+    worker = rig.worker("w1")
+    pid = worker.process.pid
+    table, raw = rig.settings.dynamodb_table, rig.settings.s3_bucket
+    faults = (
+        Rule("ddb-throttle", "error", "dynamodb", "BatchWriteItem", table, status=400,
+             code="ProvisionedThroughputExceededException", rate=0.3),
+        Rule("ddb-500", "error", "dynamodb", "BatchWriteItem", table, status=500, code="InternalServerError",
+             rate=0.2),
+        Rule("ddb-unprocessed", "partial", "dynamodb", "BatchWriteItem", table, rate=0.3),
+        Rule("ddb-slow", "delay", "dynamodb", "BatchWriteItem", table, seconds=2, rate=0.2),
+        Rule("s3-slowdown", "error", "s3", "PutObject", raw, status=503, code="SlowDown", rate=0.3),
+        Rule("s3-500", "error", "s3", "PutObject", raw, status=500, code="InternalError", rate=0.2),
+        Rule("s3-slow", "delay", "s3", "PutObject", raw, seconds=3, rate=0.2),
+    )
+    rig.proxy.inject(*faults)
+    producer = rig.producer(source, passes, "--rate", "300")
+    time.sleep(window)
+    fired = {r["name"]: r["fired"] for r in rig.proxy.stats()["rules"]}
+    rig.proxy.clear()
+    summary(producer)
+    catch_up = rig.wait_drained()
+    assert all(fired.values()), fired
+    assert worker.running() and worker.process.pid == pid
+    outcome = rig.judge("dynamodb_s3_faults", f"{window} s of DynamoDB/S3 throttling, 500s, unprocessed items, "
+                        "slow answers", source_ids(source, passes), expected_ids(source, passes), catch_up,
+                        faults_fired=fired)
+    outcome.assert_clean()
+
+
+def test_producer_meets_throttling_and_partial_failures(rig):
+    source, passes = "chaos-put-faults", scaled(2, 10)
+    rig.worker("w1")
+    stream = rig.settings.stream_name
+    rig.proxy.inject(
+        Rule("put-throttle", "error", "kinesis", "PutRecords", stream, status=400,
+             code="ProvisionedThroughputExceededException", rate=0.15),
+        Rule("put-500", "error", "kinesis", "PutRecords", stream, status=500, code="InternalFailure", rate=0.1),
+        Rule("put-partial", "partial", "kinesis", "PutRecords", stream, rate=0.3,
+             code="ProvisionedThroughputExceededException"),
+    )
+    try:
+        sent = rig.produce(source, passes, "--max-attempts", "30")
+        fired = {r["name"]: r["fired"] for r in rig.proxy.stats()["rules"]}
+    finally:
+        rig.proxy.clear()
+    assert all(fired.values()), fired
+    expected = expected_ids(source, passes)
+    assert sent["sent"] == len(expected) and sent["retried"] > 0, sent
+    in_stream = [json.loads(r["Data"]) for records in census.stream_records(rig.settings).values() for r in records
+                 if b"chaos-put-faults" in r["Data"]]
+    stream_ids = [r["event_id"] for r in in_stream]
+    assert set(stream_ids) == expected
+    # A refused entry never reached the stream, so no retry may have added a copy.
+    assert len(stream_ids) == len(expected)
+    outcome = rig.judge("producer_faults", "PutRecords throttled, 500s, 30% of entries failed",
+                        source_ids(source, passes), expected, rig.wait_drained(),
+                        producer_retried=sent["retried"], faults_fired=fired)
+    outcome.assert_clean()
+
+
+def a_row(source: str, line: int, **changes) -> dict:
+    """A valid wire record of this source, as a dict to break."""
+    row = {"event_id": f"{line:032x}", "invoice_no": "536365", "stock_code": "85123A",
+           "description": "WHITE HANGING HEART T-LIGHT HOLDER", "quantity": 6, "invoice_date": "2010-12-01T08:26:00",
+           "unit_price": 2.55, "customer_id": 17850, "country": "United Kingdom", "source": source, "line": line}
+    return {**row, **changes}
+
+
+def poison_records(tag: str) -> list[bytes]:
+    """What another writer may put on the stream; each carries `tag` so the oracle finds it."""
+    rng = random.Random(tag)
+    row = a_row(tag, 1)
+    missing = {k: v for k, v in a_row(tag, 2).items() if k != "quantity"}
+    return [
+        f"{tag}: not JSON at all".encode(),
+        bytes(rng.randrange(256) for _ in range(300)) + tag.encode(),
+        json.dumps(missing).encode(),
+        json.dumps({**a_row(tag, 3), "discount": 0.1}).encode(),
+        json.dumps(a_row(tag, 4, quantity="six")).encode(),
+        json.dumps(a_row(tag, 5, invoice_date="yesterday")).encode(),
+        json.dumps([row]).encode(),
+        json.dumps(a_row(tag, 6))[:-20].encode(),
+        # Near Kinesis' 1 MiB record limit.
+        json.dumps({**row, "description": "x" * (1_000_000 - 400)}).encode(),
+    ]
+
+
+def test_poison_records_from_another_writer(rig):
+    source, tag = "chaos-poison-rows", "chaos-poison"
+    worker = rig.worker("w1")
+    dead_before = worker.metric("retail_consumer_records_dead_lettered_total")
+    poison = poison_records(tag)
+    producer = rig.producer(source, 1, "--rate", "500")
+    rig.put_raw(poison)
+    summary(producer)
+    outcome = rig.judge("poison_records", "not JSON, binary, missing/extra fields, wrong types, truncated, ~1 MB",
+                        [source], expected_ids(source, 1), rig.wait_drained(), poison=poison, tag=tag.encode())
+    outcome.assert_clean()
+    assert outcome.notes["poison_matched"]  # each with its raw bytes
+    assert worker.metric("retail_consumer_records_dead_lettered_total") - dead_before == len(poison)
+
+
+def test_a_record_the_sinks_would_refuse(rig):
+    # Valid in every field but one: a 390 KB description, an item DynamoDB
+    # refuses (400 KB), in a column Redshift refuses (VARCHAR(1024) bytes), in
+    # an object whose COPY would fail whole. It must not be retried forever.
+    source, tag = "chaos-refused-rows", "chaos-refused"
+    worker = rig.worker("w1")
+    retries_before = len(worker.events("sink_retry"))
+    too_big = [json.dumps(a_row(tag, 1, description="d" * 390_000)).encode()]
+    producer = rig.producer(source, 1, "--rate", "500")
+    rig.put_raw(too_big)
+    summary(producer)
+    outcome = rig.judge("sink_refused_record", "a 390 KB description (DynamoDB item and warehouse column limits)",
+                        [source], expected_ids(source, 1), rig.wait_drained(), poison=too_big, tag=tag.encode())
+    outcome.assert_clean()
+    assert worker.events("sink_retry")[retries_before:] == []
+
+
+# Where a flush can die, in the order a flush passes them, and what the proxy
+# holds (or what the test blocks) to stop the worker exactly there.
+CRASH_POINTS = {
+    "after_dynamodb": lambda s: Rule("hold", "hold", "s3", "PutObject", target=f"/{s.s3_raw_prefix}/"),
+    "after_s3": lambda s: Rule("hold", "hold", "s3", "GetObject", target=f"/{s.s3_raw_prefix}/"),
+    "during_copy": None,  # the warehouse's load ledger is locked by the test
+    "after_copy": lambda s: Rule("hold", "hold", "s3", "PutObject", target=f"/{s.s3_dead_letter_prefix}/"),
+    "before_checkpoint": lambda s: Rule("hold", "hold", "dynamodb", "UpdateItem", s.kcl_application_name,
+                                        contains='"checkpoint":{'),
+    "during_checkpoint": lambda s: Rule("hold", "hold_response", "dynamodb", "UpdateItem", s.kcl_application_name,
+                                        contains='"checkpoint":{'),
+}
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_crash_at_every_point_of_a_flush(rig, point):
+    source, tag = f"chaos-crash-{point}", f"chaos-crash-{point}-poison"
+    worker = rig.worker("w1")
+    poison = [f"{tag}: one dead letter in the batch".encode()]
+    rule = CRASH_POINTS[point]
+    if rule is None:
+        lock = psycopg2.connect(rig.settings.warehouse_dsn)
+        lock.cursor().execute(f"LOCK TABLE {rig.settings.warehouse_schema}.load_ledger IN ACCESS EXCLUSIVE MODE")
+    else:
+        rig.proxy.inject(rule(rig.settings))
+    rig.put_raw(poison)
+    rig.produce(source, 1)
+    if rule is None:
+        wait_until(lambda: blocked_on_lock(lock), 60, "a load to wait for the ledger lock")
+    else:
+        rig.proxy.wait_fired("hold")
+    checkpoints = rig.checkpoints()
+    worker.kill()
+    if rule is None:
+        lock.rollback()
+        lock.close()
+    else:
+        rig.proxy.clear()  # what was held lands late, after its sender died
+    rig.worker("w1")
+    outcome = rig.judge(f"crash_{point}", f"SIGKILL {point.replace('_', ' ')}", [source], expected_ids(source, 1),
+                        rig.wait_drained(), poison=poison, tag=tag.encode(), checkpoints_at_crash=checkpoints)
+    outcome.assert_clean()
+
+
+def blocked_on_lock(conn) -> bool:
+    with psycopg2.connect(conn.dsn) as other, other.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        waiting = cur.fetchone()[0]
+    other.close()
+    return waiting > 0
