@@ -16,11 +16,11 @@ from consumer.sinks import SinkError, error_kind
 from retail_stream.schema import Transaction, encode
 
 
-def object_key(prefix: str, batch: Batch, suffix: str = ".ndjson.gz") -> str:
-    """`<prefix>/dt=<date>/shard=<shard>/<first seq>-<last seq><suffix>`. Pure."""
+def object_key(prefix: str, batch: Batch) -> str:
+    """`<prefix>/dt=<date>/shard=<shard>/<first seq>-<last seq>.ndjson.gz`. Pure."""
     return (
         f"{prefix}/dt={batch.partition_date}/shard={batch.shard_id}/"
-        f"{batch.first_sequence}-{batch.last_sequence}{suffix}"
+        f"{batch.first_sequence}-{batch.last_sequence}.ndjson.gz"
     )
 
 

@@ -75,11 +75,12 @@ class Rule:
       that was in flight when its sender died lands late, as on a real network);
     - hold_response: forward, then keep the answer until the rules change;
     - partial: Kinesis PutRecords / DynamoDB BatchWriteItem: forward only some
-      entries (each fails with probability `rate`) and report the others failed
+      entries and report the others failed
       (`code`) or unprocessed, as the real services do under throttling.
     A rule applies to calls of its `service`, `operation` (empty: any) whose
-    target contains `target` and whose body contains `contains`; with probability `rate` (partial: always, `rate`
-    is per entry); after skipping `skip` matching calls; at most `times` times."""
+    target contains `target` and whose body contains `contains`; with
+    probability `rate`; after skipping `skip` matching calls; at most `times`
+    times. A partial fault fails each entry with probability `fraction`."""
 
     name: str
     fault: str
@@ -91,6 +92,7 @@ class Rule:
     code: str = "InternalFailure"
     seconds: float = 0.0
     rate: float = 1.0
+    fraction: float = 0.5
     skip: int = 0
     times: int | None = None
     seen: int = field(default=0)
@@ -105,7 +107,7 @@ class Rule:
         self.seen += 1
         if self.seen <= self.skip or (self.times is not None and self.fired >= self.times):
             return False
-        if self.fault != "partial" and rng.random() >= self.rate:
+        if rng.random() >= self.rate:
             return False
         self.fired += 1
         return True
@@ -214,7 +216,7 @@ class FaultInjector:
             await self._hold()
             return response
         if rule.fault == "partial" and call.operation in ("PutRecords", "BatchWriteItem"):
-            forward_body, failed, extra = split_entries(call, body, rule.rate, self.rng)
+            forward_body, failed, extra = split_entries(call, body, rule.fraction, self.rng)
             upstream = None
             if forward_body is not None:
                 response = await self.forward(method, path, headers, forward_body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import base64
 import json
 import uuid
 
@@ -127,14 +128,17 @@ def test_dead_letters_land_with_their_raw_bytes(settings):
     s3 = aws.client("s3", settings)
     sink = DeadLetterSink(s3, settings.s3_bucket, settings.s3_dead_letter_prefix)
     shard = f"shardId-{uuid.uuid4().hex[:8]}"
-    batch = make_batch([], dead=[DeadLetter(stream_record(5, data=b"\x00garbage"), "JSON is malformed")],
-                       shard=shard)
-    sink.write(batch)
+    garbage = DeadLetter(stream_record(5, data=b"\x00garbage"), "JSON is malformed")
+    assert sink.write(make_batch([], dead=[garbage], shard=shard)) == 1
+    # Re-read after a crash, the shard cuts its batch elsewhere: still one dead letter.
+    other = DeadLetter(stream_record(6, data=b"[]"), "not an object")
+    sink.write(make_batch([], dead=[garbage, other], shard=shard))
     listed = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"{settings.s3_dead_letter_prefix}/")
-    keys = [o["Key"] for o in listed["Contents"] if f"shard={shard}/" in o["Key"]]
-    assert len(keys) == 1
+    keys = sorted(o["Key"] for o in listed["Contents"] if f"shard={shard}/" in o["Key"])
+    assert len(keys) == 2
     line = json.loads(s3.get_object(Bucket=settings.s3_bucket, Key=keys[0])["Body"].read())
     assert line["reason"] == "JSON is malformed" and line["sequence_number"] == "5"
+    assert base64.b64decode(line["data_base64"]) == b"\x00garbage"
 
 
 def test_redshift_copy_parses_as_redshift_sql(settings):

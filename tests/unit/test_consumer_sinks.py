@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from consumer.batch import Batch, DeadLetter
-from consumer.sinks.dead_letters import to_line
+from consumer.sinks.dead_letters import dead_letter_key, to_line
 from consumer.sinks.dynamodb import to_item, write_requests
 from consumer.sinks.raw_zone import object_key, to_ndjson_gz
 from consumer.sinks.warehouse import jsonpaths_fields, ndjson_to_copy_text
@@ -72,6 +72,14 @@ def test_dead_letter_line_keeps_raw_bytes_and_reason():
     assert base64.b64decode(line["data_base64"]) == b"\x00\xffgarbage"
 
 
+def test_dead_letter_key_names_the_record_not_the_batch():
+    dead = DeadLetter(stream_record(7, data=b"x"), "JSON is malformed")
+    key = dead_letter_key("dead-letter/transactions", "shardId-1", dead)
+    assert key.startswith("dead-letter/transactions/dt=") and key.endswith("/shard=shardId-1/7-0.ndjson")
+    later = DeadLetter(stream_record(7, data=b"x"), "JSON is malformed")
+    assert dead_letter_key("dead-letter/transactions", "shardId-1", later) == key
+
+
 def test_jsonpaths_fields_match_the_record_fields_in_order():
     assert jsonpaths_fields(jsonpaths_document()) == Transaction.__struct_fields__
 
@@ -89,3 +97,25 @@ def test_copy_text_applies_jsonpaths_exactly():
                             "unit_price": Decimal("0.1000")})
     text = ndjson_to_copy_text(to_ndjson_gz((record,)), ("event_id", "description", "unit_price", "customer_id"))
     assert text == f"{record.event_id}\tTAB\\there, back\\\\slash\\nnewline\t0.1000\t\\N\n"
+
+
+def test_the_largest_record_the_schema_admits_fits_every_sink():
+    # A record a sink would refuse (DynamoDB: items up to 400 KB; the warehouse:
+    # VARCHAR(1024), in bytes) must be refused at decode, where it is dead-lettered,
+    # never at write time, where it would fail its whole batch again and again.
+    from retail_stream.schema import InvalidRecord, Transaction, decode, encode
+
+    wide = "\U0001d11e" * 255  # four UTF-8 bytes a character, at the schema's length limit
+    biggest = Transaction(
+        event_id="f" * 32, invoice_no="C" * 32, stock_code="S" * 32, description=wide,
+        quantity=-(2**31 - 1), invoice_date=dt.datetime(2011, 12, 9, 12, 50), unit_price=Decimal("-99999999999999.9999"),
+        customer_id=2**31 - 1, country=wide, source=wide, line=2**62,
+    )
+    assert decode(encode(biggest)) == biggest
+    item = to_item(biggest)
+    size = sum(len(name.encode()) + len(next(iter(value.values())).encode()) for name, value in item.items())
+    assert size < 400 * 1024
+    assert all(len(text.encode()) <= 1024 for text in (biggest.description, biggest.country, biggest.source))
+    with pytest.raises(InvalidRecord, match="length"):
+        decode(encode(Transaction(**{**{f: getattr(biggest, f) for f in biggest.__struct_fields__},
+                                     "description": "d" * 256})))
