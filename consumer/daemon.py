@@ -10,6 +10,7 @@ durable its processor exits, the daemon exits non-zero, and the orchestrator
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import signal
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import structlog
 from prometheus_client import CollectorRegistry, multiprocess
@@ -33,6 +34,7 @@ MULTILANG_DAEMON = "software.amazon.kinesis.multilang.MultiLangDaemon"
 DEFAULT_METRICS_PORT = 9102
 # The scheduler's log line once leases can be taken: the worker is ready.
 READY_LINE = "Initialization complete"
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 # Leaves the daemon time to flush every shard inside ECS's 30 s stop timeout.
 SHUTDOWN_GRACE_MS = 25_000
 
@@ -71,6 +73,10 @@ def kcl_properties(settings: Settings, worker_id: str, executable: str, environ:
     }
     if settings.kcl_lease_assignment_interval_ms:
         props["leaseAssignmentIntervalMillis"] = settings.kcl_lease_assignment_interval_ms
+    if settings.kcl_worker_metrics_interval_ms:
+        # The leader counts a worker alive until its metrics are two intervals
+        # old, and gives a stopped worker's leases away only then.
+        props["workerMetricsReporterFreqInMillis"] = settings.kcl_worker_metrics_interval_ms
     for service, key in (("kinesis", "kinesisEndpoint"), ("dynamodb", "dynamoDBEndpoint")):
         url = endpoint(environ, service)
         if url:
@@ -217,7 +223,8 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
              metrics_port=server.port)
     # Own session: a terminal's Ctrl-C reaches the daemon only through us, once.
     daemon = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        preexec_fn=die_with_parent(os.getpid()),
     )
     health.follow(daemon)
     stopping = threading.Event()
@@ -239,6 +246,25 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
     if stopping.is_set() and status in (0, 128 + signal.SIGTERM):
         return 0
     return status if status >= 0 else 128 - status
+
+
+def die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """For Popen's preexec_fn: the child is killed when this process dies.
+
+    Its own session keeps it out of our process group, so a supervisor killed
+    outright (SIGKILL, the OOM killer) would otherwise leave a JVM renewing
+    leases under our worker id, a zombie worker. Linux only (prctl); elsewhere None.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before the prctl
+            os._exit(1)
+
+    return preexec
 
 
 def main() -> None:

@@ -39,8 +39,9 @@ EMULATOR_START_TIMEOUT_SECONDS = 30
 STATE_FILE = "stack.json"
 
 # What a service needs to use the stack besides the endpoints. The KCL
-# timings suit an emulator and one or two workers: the first start waits one
-# shard-sync interval, and a dead worker's leases move after the failover time.
+# timings suit an emulator and a few workers: the first start waits one
+# shard-sync interval, and a stopped worker's leases move once its lease has
+# expired (failover time) and its worker metrics are two intervals old.
 LOCAL_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -48,7 +49,8 @@ LOCAL_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "us-east-1",  # plain boto3 and the aws CLI read only this one
     "KCL_SHARD_SYNC_INTERVAL_MS": "5000",
     "KCL_LEASE_ASSIGNMENT_INTERVAL_MS": "2000",
-    "KCL_FAILOVER_TIME_MS": "10000",
+    "KCL_FAILOVER_TIME_MS": "5000",
+    "KCL_WORKER_METRICS_INTERVAL_MS": "2000",
     "KCL_IDLE_TIME_BETWEEN_READS_MS": "250",
 }
 

@@ -56,6 +56,7 @@ class Settings:
     kcl_failover_time_ms: int = 10_000
     kcl_shard_sync_interval_ms: int = 60_000
     kcl_lease_assignment_interval_ms: int = 0  # 0: the KCL's own default
+    kcl_worker_metrics_interval_ms: int = 0  # 0: the KCL's own default (30 s)
     java_bin: str = "java"
     log_level: str = "INFO"
     kcl_log_level: str = "INFO"
@@ -172,6 +173,7 @@ ENVIRONMENT: dict[str, str] = {
     "kcl_failover_time_ms": "KCL_FAILOVER_TIME_MS",
     "kcl_shard_sync_interval_ms": "KCL_SHARD_SYNC_INTERVAL_MS",
     "kcl_lease_assignment_interval_ms": "KCL_LEASE_ASSIGNMENT_INTERVAL_MS",
+    "kcl_worker_metrics_interval_ms": "KCL_WORKER_METRICS_INTERVAL_MS",
     "java_bin": "JAVA_BIN",
     "log_level": "LOG_LEVEL",
     "kcl_log_level": "KCL_LOG_LEVEL",

@@ -1,0 +1,121 @@
+"""moto's Kinesis, made to behave like Kinesis where the KCL depends on it.
+
+Applied by the emulator (local_stack/emulator.py) before it serves; written
+against moto 5.2 (pyproject pins the range) and refusing to start when the
+internals it replaces have moved.
+
+1. Resharding. Kinesis keeps a closed parent's records in the parent, routes
+   new writes to the open children, and answers a reader that reaches the end
+   of a closed shard with no NextShardIterator and the ChildShards. moto moves
+   the parents' records into the children (split re-puts them, merge copies
+   them), keeps routing writes to closed parents and never ends a shard: the
+   KCL never sees a reshard, and records written after it pile up in the
+   closed parent.
+2. Concurrency. moto keeps a shard's records in a plain dict that Hypercorn's
+   worker threads read and write at once; under load GetRecords and
+   MergeShards fail with "OrderedDict mutated during iteration" (HTTP 500).
+   One lock serialises the Kinesis backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+from collections import OrderedDict
+
+_LOCK = threading.RLock()
+# Kinesis backend calls that read or change shards.
+_SERIALISED = (
+    "create_stream", "delete_stream", "describe_stream", "describe_stream_summary", "list_shards",
+    "get_shard_iterator", "get_records", "put_record", "put_records", "split_shard", "merge_shards",
+    "update_shard_count",
+)
+
+
+def apply() -> None:
+    """Patch moto's Kinesis model and responses in this process. Idempotent."""
+    from moto.kinesis import models, responses
+
+    if getattr(models.Stream, "_retail_stream_fidelity", False):
+        return
+    for name in _SERIALISED:
+        setattr(models.KinesisBackend, name, _serialised(getattr(models.KinesisBackend, name)))
+    models.Stream.split_shard = _keeping_records(models.Stream.split_shard)
+    models.Stream.merge_shards = _keeping_records(models.Stream.merge_shards)
+    models.Stream.get_shard_for_key = _to_open_shards(models.Stream.get_shard_for_key)
+    responses.KinesisResponse.get_records = _get_records_ending_closed_shards(responses)
+    models.Stream._retail_stream_fidelity = True
+
+
+def _serialised(method):
+    @functools.wraps(method)
+    def locked(*args, **kwargs):
+        with _LOCK:
+            return method(*args, **kwargs)
+
+    return locked
+
+
+def _keeping_records(reshard):
+    """Split or merge without moving a record: the parents keep theirs."""
+
+    @functools.wraps(reshard)
+    def keeping(stream, *shard_ids_and_key):
+        parents = [stream.shards[s] for s in shard_ids_and_key if s in stream.shards]
+        kept = [parent.records for parent in parents]
+        for parent in parents:
+            parent.records = OrderedDict()  # nothing for moto to move
+        try:
+            reshard(stream, *shard_ids_and_key)
+        finally:
+            for parent, records in zip(parents, kept):
+                parent.records = records
+
+    return keeping
+
+
+def _to_open_shards(get_shard_for_key):
+    """Writes go to the open shard whose hash range (inclusive) holds the key."""
+
+    @functools.wraps(get_shard_for_key)
+    def routed(stream, partition_key, explicit_hash_key):
+        shard = get_shard_for_key(stream, partition_key, explicit_hash_key)  # also validates
+        if shard is not None and shard.is_open:
+            return shard
+        key = int(explicit_hash_key) if explicit_hash_key else int(
+            hashlib.md5(partition_key.encode("utf-8")).hexdigest(), 16)
+        return next((s for s in stream.shards.values()
+                     if s.is_open and s.starting_hash <= key <= s.ending_hash), shard)
+
+    return routed
+
+
+def _get_records_ending_closed_shards(responses):
+    from moto.core.responses import ActionResult
+    from moto.kinesis.utils import decompose_shard_iterator
+
+    def get_records(self):
+        iterator = self._get_param("ShardIterator")
+        with _LOCK:
+            next_iterator, records, millis_behind = self.kinesis_backend.get_records(
+                self._get_param("StreamARN"), iterator, self._get_param("Limit"))
+            stream_name, shard_id, _ = decompose_shard_iterator(iterator)
+            stream = self.kinesis_backend.describe_stream(stream_arn=self._get_param("StreamARN"),
+                                                          stream_name=stream_name)
+            shard = stream.get_shard(shard_id)
+            body = {"Records": [r.to_json() for r in records], "MillisBehindLatest": millis_behind}
+            position = int(decompose_shard_iterator(next_iterator)[2])
+            if shard.is_open or position < shard.get_max_sequence_number():
+                body["NextShardIterator"] = next_iterator
+            else:
+                body["ChildShards"] = [
+                    {"ShardId": child.shard_id,
+                     "ParentShards": [p for p in (child.parent, child.adjacent_parent) if p],
+                     "HashKeyRange": {"StartingHashKey": str(child.starting_hash),
+                                      "EndingHashKey": str(child.ending_hash)}}
+                    for child in stream.shards.values() if shard.shard_id in (child.parent, child.adjacent_parent)
+                ]
+        return ActionResult(body)
+
+    return get_records
