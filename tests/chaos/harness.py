@@ -132,6 +132,8 @@ class Worker:
 
     def start(self) -> Worker:
         self.starts += 1
+        # Every process of this start (daemon, JVM, record processors) inherits it.
+        self.env["CHAOS_WORKER_START"] = f"{self.name}-{self.starts}-{os.getpid()}"
         log = self.log_path.open("a")
         log.write(f'{{"event": "chaos_worker_start", "start": {self.starts}}}\n')
         log.flush()
@@ -162,8 +164,23 @@ class Worker:
             pass
 
     def kill(self) -> None:
+        """SIGKILL the group; the JVM (in its own session) must die with it."""
         self.signal(signal.SIGKILL)
         self.process.wait(30)
+        wait_until(lambda: not self.leftovers(), 15, f"every process of worker {self.name} to die with it")
+
+    def leftovers(self) -> list[int]:
+        """Processes of the current start still running."""
+        marker = f"CHAOS_WORKER_START={self.env['CHAOS_WORKER_START']}".encode()
+        found = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    if marker in (proc / "environ").read_bytes().split(b"\0"):
+                        found.append(int(proc.name))
+                except OSError:
+                    continue
+        return found
 
     def stop(self, timeout: float = 60) -> tuple[int, float]:
         """SIGTERM to the service process, as ECS sends it; (exit code, seconds to exit)."""
@@ -174,6 +191,7 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.kill()
             code = None
+        wait_until(lambda: not self.leftovers(), 15, f"every process of worker {self.name} to exit")
         return code, time.monotonic() - started
 
     def metric(self, name: str) -> float:
@@ -259,6 +277,13 @@ class Rig:
         client = aws.client("dynamodb", self.settings)
         items = client.scan(TableName=self.settings.kcl_application_name)["Items"]
         return {i["leaseKey"]["S"]: i.get("checkpoint", {}).get("S") for i in items}
+
+    def leader(self) -> str | None:
+        """The worker holding the KCL 3 leader lock."""
+        client = aws.client("dynamodb", self.settings)
+        item = client.get_item(TableName=f"{self.settings.kcl_application_name}-CoordinatorState",
+                               Key={"key": {"S": "Leader"}}).get("Item", {})
+        return item.get("ownerName", {}).get("S")
 
     def lease_owners(self) -> dict[str, str | None]:
         client = aws.client("dynamodb", self.settings)

@@ -1,0 +1,86 @@
+"""Workers sharing the shards through KCL leases: joining and leaving while
+data flows, and a zombie that wakes up after its lease has moved on.
+
+KCL 3 facts these tests lean on (measured here, see the issue notes): only
+the leader assigns leases, and a dead leader's lock lasts two minutes, so the
+workers stopped or frozen here are the ones that do not hold the lock; a
+stopped worker's leases move once its lease expired and its worker metrics
+are two intervals old (KCL_WORKER_METRICS_INTERVAL_MS, 2 s locally)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from tests.chaos.harness import expected_ids, open_rig, scaled, source_ids, summary, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory):
+    with open_rig(tmp_path_factory.mktemp("chaos-many")) as rig:
+        rig.worker("w1")
+        wait_until(lambda: set(rig.lease_owners().values()) == {"w1"}, 120, "w1 to hold every lease")
+        yield rig
+
+
+def owners_seen(rig, seen: list, predicate, timeout: float, what: str):
+    """Wait for the lease owners to satisfy `predicate`, noting each distinct assignment."""
+    def check():
+        owners = rig.lease_owners()
+        if not seen or seen[-1] != owners:
+            seen.append(owners)
+        return predicate(owners)
+    return wait_until(check, timeout, what, every=0.5)
+
+
+def test_workers_join_and_leave_while_data_flows(rig):
+    source, passes = "chaos-rebalance", scaled(15, 60)
+    seen: list[dict] = []
+    producer = rig.producer(source, passes, "--rate", "200")
+    started = time.monotonic()
+    rig.worker("w2")
+    owners_seen(rig, seen, lambda o: set(o.values()) == {"w1", "w2"}, 90, "w2 to be given a lease")
+    rig.worker("w3")
+    time.sleep(5)  # three workers, two shards: one of them waits
+    leader = rig.leader()
+    # Stop every worker but the leader, while the producer still writes.
+    for name in ("w2", "w3"):
+        if name != leader:
+            code, seconds = rig.workers[name].stop()
+            assert code == 0 and seconds < 30
+    owners_seen(rig, seen, lambda o: set(o.values()) == {leader}, 90, "the leader to take the stopped workers' leases")
+    assert producer.poll() is None, "the producer should still be writing: make the replay longer"
+    summary(producer)
+    outcome = rig.judge("workers_join_and_leave", "w2 and w3 joined, then stopped (SIGTERM), during the replay",
+                        source_ids(source, passes), expected_ids(source, passes), rig.wait_drained(),
+                        lease_assignments=len(seen), seconds_under_change=round(time.monotonic() - started, 1))
+    outcome.assert_clean()
+    assert len(seen) >= 3  # w1 alone, shared with w2, back to one worker
+
+
+def test_a_frozen_worker_wakes_as_a_zombie(rig):
+    source, passes = "chaos-zombie", scaled(6, 30)
+    rig.worker("w1")
+    rig.worker("w2")
+    owners_seen(rig, [], lambda o: set(o.values()) == {"w1", "w2"}, 120, "w1 and w2 to hold one lease each")
+    leader = rig.leader()
+    zombie = rig.workers["w2" if leader == "w1" else "w1"]
+    shard = next(s for s, owner in rig.lease_owners().items() if owner == zombie.name)
+    producer = rig.producer(source, passes, "--rate", "300")
+    time.sleep(3)
+    lost_before = len(zombie.events("lease_lost"))
+    zombie.signal(signal.SIGSTOP)  # the whole process group, JVM and record processors
+    try:
+        wait_until(lambda: rig.lease_owners()[shard] == leader, 90, "the leader to take the frozen worker's lease")
+    finally:
+        zombie.signal(signal.SIGCONT)
+    # Awake, it finishes the batch it was in; its checkpoint is refused and it lets the shard go.
+    wait_until(lambda: len(zombie.events("lease_lost")) > lost_before, 60, "the zombie to learn its lease is gone")
+    summary(producer)
+    outcome = rig.judge("zombie_worker", "a worker frozen (SIGSTOP) past its lease, then resumed (SIGCONT)",
+                        source_ids(source, passes), expected_ids(source, passes), rig.wait_drained())
+    outcome.assert_clean()
