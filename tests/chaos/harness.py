@@ -156,21 +156,32 @@ class Worker:
         wait_until(lambda: self.ready() or not self.running(), timeout, f"worker {self.name} to be ready")
         assert self.running(), f"worker {self.name} exited during start-up:\n{self.log_tail()}"
 
-    def signal(self, sig: int) -> None:
-        """Signal the whole process group, as a container stop or freeze would."""
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
+    def freeze(self) -> None:
+        """Stop every process of the worker (supervisor, JVM, record processors), as a paused container."""
+        self._signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
 
     def kill(self) -> None:
-        """SIGKILL the group; the JVM (in its own session) must die with it."""
-        self.signal(signal.SIGKILL)
+        """SIGKILL the supervisor's process group. The JVM runs in a session
+        of its own, so only its dying with its parent stops it: checked."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.process.wait(30)
-        wait_until(lambda: not self.leftovers(), 15, f"every process of worker {self.name} to die with it")
+        wait_until(lambda: not self.processes(), 15, f"every process of worker {self.name} to die with it")
 
-    def leftovers(self) -> list[int]:
-        """Processes of the current start still running."""
+    def _signal_all(self, sig: int) -> None:
+        for pid in self.processes():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def processes(self) -> list[int]:
+        """The running processes of the current start."""
         marker = f"CHAOS_WORKER_START={self.env['CHAOS_WORKER_START']}".encode()
         found = []
         for proc in Path("/proc").iterdir():
@@ -191,7 +202,7 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.kill()
             code = None
-        wait_until(lambda: not self.leftovers(), 15, f"every process of worker {self.name} to exit")
+        wait_until(lambda: not self.processes(), 15, f"every process of worker {self.name} to exit")
         return code, time.monotonic() - started
 
     def metric(self, name: str) -> float:
