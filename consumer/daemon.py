@@ -10,8 +10,8 @@ durable its processor exits, the daemon exits non-zero, and the orchestrator
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import functools
 import os
 import signal
 import subprocess
@@ -19,11 +19,12 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import structlog
 from prometheus_client import CollectorRegistry, multiprocess
 
+from consumer.lifetime import die_with_parent
 from retail_stream import logs
 from retail_stream.metrics_server import MetricsServer
 from retail_stream.settings import Settings, SettingsError
@@ -34,7 +35,6 @@ MULTILANG_DAEMON = "software.amazon.kinesis.multilang.MultiLangDaemon"
 DEFAULT_METRICS_PORT = 9102
 # The scheduler's log line once leases can be taken: the worker is ready.
 READY_LINE = "Initialization complete"
-PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
 # Leaves the daemon time to flush every shard inside ECS's 30 s stop timeout.
 SHUTDOWN_GRACE_MS = 25_000
 
@@ -224,7 +224,7 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
     # Own session: a terminal's Ctrl-C reaches the daemon only through us, once.
     daemon = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        preexec_fn=die_with_parent(os.getpid()),
+        preexec_fn=functools.partial(die_with_parent, os.getpid()),
     )
     health.follow(daemon)
     stopping = threading.Event()
@@ -246,25 +246,6 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
     if stopping.is_set() and status in (0, 128 + signal.SIGTERM):
         return 0
     return status if status >= 0 else 128 - status
-
-
-def die_with_parent(parent_pid: int) -> Callable[[], None] | None:
-    """For Popen's preexec_fn: the child is killed when this process dies.
-
-    Its own session keeps it out of our process group, so a supervisor killed
-    outright (SIGKILL, the OOM killer) would otherwise leave a JVM renewing
-    leases under our worker id, a zombie worker. Linux only (prctl); elsewhere None.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-
-    def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent_pid:  # the parent died before the prctl
-            os._exit(1)
-
-    return preexec
 
 
 def main() -> None:

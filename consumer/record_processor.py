@@ -20,6 +20,7 @@ from amazon_kclpy.v3 import processor
 
 from consumer.batch import StreamRecord
 from consumer.checkpoints import CheckpointFailed, CheckpointThrottled, LeaseLost
+from consumer.lifetime import die_with_parent
 from consumer.pipeline import ShardPipeline
 
 LOG_PIPE_ENV = "CONSUMER_LOG_PIPE"
@@ -110,13 +111,18 @@ def log_stream():
     path = os.environ.get(LOG_PIPE_ENV)
     if path:
         try:
-            return open(path, "w", buffering=1, encoding="utf-8")
+            # Non-blocking: with no reader (the supervisor gone) a FIFO open
+            # fails at once instead of waiting forever.
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
         except OSError:
-            pass
+            return sys.stderr
+        os.set_blocking(fd, True)
+        return open(fd, "w", buffering=1, encoding="utf-8")
     return sys.stderr
 
 
 def main() -> None:
+    die_with_parent(os.getppid())  # the JVM: without it, this process has no work
     # The daemon drives shutdown (shutdown_requested); a SIGTERM or SIGINT sent
     # to the whole process group must not kill a shard mid-batch.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

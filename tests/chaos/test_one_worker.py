@@ -247,19 +247,21 @@ def test_a_crash_at_every_point_of_a_flush(rig, point):
         lock.cursor().execute(f"LOCK TABLE {rig.settings.warehouse_schema}.load_ledger IN ACCESS EXCLUSIVE MODE")
     else:
         rig.proxy.inject(rule(rig.settings))
-    rig.put_raw(poison)
-    rig.produce(source, 1)
-    if rule is None:
-        wait_until(lambda: blocked_on_lock(lock), 60, "a load to wait for the ledger lock")
-    else:
-        rig.proxy.wait_fired("hold")
-    checkpoints = rig.checkpoints()
-    worker.kill()
-    if rule is None:
-        lock.rollback()
-        lock.close()
-    else:
-        rig.proxy.clear()  # what was held lands late, after its sender died
+    try:
+        rig.put_raw(poison)
+        rig.produce(source, 1)
+        if rule is None:
+            wait_until(lambda: blocked_on_lock(lock), 60, "a load to wait for the ledger lock")
+        else:
+            rig.proxy.wait_fired("hold")
+        checkpoints = rig.checkpoints()
+        worker.kill()
+    finally:
+        if rule is None:
+            lock.rollback()
+            lock.close()
+        else:
+            rig.proxy.clear()  # what was held lands late, after its sender died
     rig.worker("w1")
     outcome = rig.judge(f"crash_{point}", f"SIGKILL {point.replace('_', ' ')}", [source], expected_ids(source, 1),
                         rig.wait_drained(), poison=poison, tag=tag.encode(), checkpoints_at_crash=checkpoints)

@@ -50,9 +50,10 @@ def test_the_java_daemon_dies_with_its_supervisor(tmp_path):
 
     script = (
         "import subprocess, sys, time\n"
-        "from consumer.daemon import die_with_parent\n"
-        "import os\n"
-        "child = subprocess.Popen(['sleep', '60'], start_new_session=True, preexec_fn=die_with_parent(os.getpid()))\n"
+        "import functools, os\n"
+        "from consumer.lifetime import die_with_parent\n"
+        "child = subprocess.Popen(['sleep', '60'], start_new_session=True,\n"
+        "                         preexec_fn=functools.partial(die_with_parent, os.getpid()))\n"
         "print(child.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
@@ -69,3 +70,16 @@ def test_the_java_daemon_dies_with_its_supervisor(tmp_path):
         time.sleep(0.05)
     os.kill(child, signal.SIGKILL)
     raise AssertionError("the child outlived its parent")
+
+
+def test_a_processor_whose_supervisor_is_gone_logs_to_stderr_without_hanging(tmp_path, monkeypatch):
+    # The log pipe has no reader once the supervisor died; a blocking open would wait forever.
+    import os
+    import sys
+
+    from consumer.record_processor import LOG_PIPE_ENV, log_stream
+
+    pipe = tmp_path / "logs.fifo"
+    os.mkfifo(pipe)
+    monkeypatch.setenv(LOG_PIPE_ENV, str(pipe))
+    assert log_stream() is sys.stderr

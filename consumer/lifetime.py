@@ -1,0 +1,29 @@
+"""Processes that die with their parent.
+
+The supervisor starts the JVM in a session of its own (so a terminal's Ctrl-C
+reaches it only through the supervisor), and the JVM starts one record
+processor per shard. Killed outright (SIGKILL, the OOM killer), a parent
+would leave them behind: a JVM renewing leases under the worker's id, a
+zombie worker; record processors waiting for a daemon that is gone. The
+kernel can kill a child when its parent dies (Linux prctl); elsewhere this
+does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1  # <sys/prctl.h>
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when its parent dies; exit now if `parent_pid`,
+    the parent it was started by, has died already."""
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
