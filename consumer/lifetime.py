@@ -1,12 +1,15 @@
-"""Processes that die with their parent.
+"""A child process that dies with its parent.
 
 The supervisor starts the JVM in a session of its own (so a terminal's Ctrl-C
-reaches it only through the supervisor), and the JVM starts one record
-processor per shard. Killed outright (SIGKILL, the OOM killer), a parent
-would leave them behind: a JVM renewing leases under the worker's id, a
-zombie worker; record processors waiting for a daemon that is gone. The
-kernel can kill a child when its parent dies (Linux prctl); elsewhere this
-does nothing.
+reaches it only through the supervisor). Killed outright (SIGKILL, the OOM
+killer), the supervisor would leave the JVM behind, renewing leases under the
+worker's id: a zombie worker. The kernel can kill a child when its parent
+dies (Linux prctl); elsewhere this does nothing.
+
+Not for the record processors: the kernel sends the signal when the parent
+*thread* that started the child ends, and the JVM starts them from pool
+threads that come and go. They end by themselves when the JVM's pipe to
+them closes.
 """
 
 from __future__ import annotations

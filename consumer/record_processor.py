@@ -20,7 +20,6 @@ from amazon_kclpy.v3 import processor
 
 from consumer.batch import StreamRecord
 from consumer.checkpoints import CheckpointFailed, CheckpointThrottled, LeaseLost
-from consumer.lifetime import die_with_parent
 from consumer.pipeline import ShardPipeline
 
 LOG_PIPE_ENV = "CONSUMER_LOG_PIPE"
@@ -122,7 +121,6 @@ def log_stream():
 
 
 def main() -> None:
-    die_with_parent(os.getppid())  # the JVM: without it, this process has no work
     # The daemon drives shutdown (shutdown_requested); a SIGTERM or SIGINT sent
     # to the whole process group must not kill a shard mid-batch.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -9,6 +9,7 @@ are two intervals old (KCL_WORKER_METRICS_INTERVAL_MS, 2 s locally)."""
 
 from __future__ import annotations
 
+import datetime
 import time
 
 import pytest
@@ -68,20 +69,31 @@ def test_a_frozen_worker_wakes_as_a_zombie(rig):
     rig.worker("w1")
     rig.worker("w2")
     owners_seen(rig, [], lambda o: set(o.values()) == {"w1", "w2"}, 120, "w1 and w2 to hold one lease each")
-    leader = rig.leader()
-    zombie = rig.workers["w2" if leader == "w1" else "w1"]
-    shard = next(s for s, owner in rig.lease_owners().items() if owner == zombie.name)
-    time.sleep(2)
-    lost_before = len(zombie.events("lease_lost"))
-    zombie.freeze()  # supervisor, JVM and record processors
-    frozen = time.monotonic()
+    # The leader moves leases about by throughput; freeze a worker that is not
+    # the leader while it holds a lease, trying again if the lease moved first.
+    for _ in range(10):
+        leader, owners = rig.leader(), rig.lease_owners()
+        shard = next((s for s, owner in owners.items() if owner not in (leader, None)), None)
+        if shard is not None:
+            zombie = rig.workers[owners[shard]]
+            zombie.freeze()  # supervisor, JVM and record processors
+            frozen = time.monotonic()
+            frozen_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as logged
+            if rig.lease_owners()[shard] == zombie.name:
+                break
+            zombie.thaw()
+        time.sleep(1)
+    else:
+        raise AssertionError("no worker but the leader held a lease to freeze")
     try:
-        wait_until(lambda: rig.lease_owners()[shard] == leader, 90, "the leader to take the frozen worker's lease")
+        wait_until(lambda: rig.lease_owners()[shard] not in (zombie.name, None), 90,
+                   "another worker to take the frozen worker's lease")
         taken_after = round(time.monotonic() - frozen, 1)
     finally:
         zombie.thaw()
     # Awake, it finishes the batch it was in; its checkpoint is refused and it lets the shard go.
-    wait_until(lambda: len(zombie.events("lease_lost")) > lost_before, 60, "the zombie to learn its lease is gone")
+    wait_until(lambda: any(e["timestamp"] > frozen_at for e in zombie.events("lease_lost")), 60,
+               "the zombie to learn its lease is gone")
     summary(producer)
     outcome = rig.judge("zombie_worker", "a worker frozen (SIGSTOP) past its lease, then resumed (SIGCONT)",
                         source_ids(source, passes), expected_ids(source, passes), rig.wait_drained(),
