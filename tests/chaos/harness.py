@@ -164,14 +164,10 @@ class Worker:
         self._signal_all(signal.SIGCONT)
 
     def kill(self) -> None:
-        """SIGKILL the supervisor's process group. The JVM runs in a session
-        of its own, so only its dying with its parent stops it: checked."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """SIGKILL every process of the worker at once, as a container kill does."""
+        self._signal_all(signal.SIGKILL)
         self.process.wait(30)
-        wait_until(lambda: not self.processes(), 15, f"every process of worker {self.name} to die with it")
+        wait_until(lambda: not self.processes(), 15, f"every process of worker {self.name} to die")
 
     def _signal_all(self, sig: int) -> None:
         for pid in self.processes():
