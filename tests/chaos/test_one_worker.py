@@ -42,7 +42,7 @@ def test_sigkill_again_and_again(rig):
         rig.proxy.clear()  # the held write lands late, after its sender died
         worker = rig.worker("w1")
     summary(producer)
-    outcome = rig.judge("sigkill", f"{kills} SIGKILLs of the worker's process group (one mid-flush)",
+    outcome = rig.judge("sigkill", f"{kills} SIGKILLs of every process of the worker (one mid-flush)",
                         source_ids(source, passes), expected_ids(source, passes), rig.wait_drained(),
                         seconds_under_fire=round(time.monotonic() - started, 1))
     outcome.assert_clean()
