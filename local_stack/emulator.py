@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from typing import Any, Callable
 
 # Big enough for any S3 object or PutRecords call the pipeline sends.
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -50,8 +51,9 @@ def never_empty(app):
     return wsgi
 
 
-def serve(host: str, port: int) -> None:
-    """Serve until SIGTERM or SIGINT."""
+def serve(host: str, port: int, app_factory: Callable[[], Any] = build_app) -> None:
+    """Serve the ASGI app `app_factory()` builds (the emulator by default)
+    over HTTP/1.1 and h2c until SIGTERM or SIGINT."""
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 
@@ -68,7 +70,7 @@ def serve(host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await hypercorn_serve(build_app(), config, shutdown_trigger=stop.wait)
+        await hypercorn_serve(app_factory(), config, shutdown_trigger=stop.wait)
 
     asyncio.run(run())
 

@@ -4,8 +4,8 @@ The emulator never fails by itself, and the KCL is Java, so hooks inside boto3
 cannot reach its reads and checkpoints. Every client (producer, consumer,
 the KCL) is pointed at this proxy instead; the tests tell it, through
 `/__chaos__/rules`, which calls to fail, slow down, hold or answer partly.
-Like the emulator it is served by Hypercorn: HTTP/1.1 for boto3 and h2c for
-the KCL's Java SDK, on one port.
+It is served the way the emulator is (`local_stack.emulator.serve`):
+HTTP/1.1 for boto3 and h2c for the KCL's Java SDK, on one port.
 
 Run it as ``python -m tests.chaos.proxy --upstream http://127.0.0.1:4566 --port 4567``.
 """
@@ -15,15 +15,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import os
-import signal
+import random
 import sys
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
+
+from local_stack.emulator import serve
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 CONTROL = "/__chaos__/"
@@ -142,7 +143,8 @@ def split_entries(call: Call, body: bytes, rate: float, rng: random.Random) -> t
     if call.operation == "PutRecords":
         records = payload["Records"]
         failed = [i for i in range(len(records)) if rng.random() < rate]
-        kept = [r for i, r in enumerate(records) if i not in set(failed)]
+        refused = set(failed)
+        kept = [r for i, r in enumerate(records) if i not in refused]
         forward = json.dumps({**payload, "Records": kept}).encode() if kept else None
         return forward, failed, len(records)
     # BatchWriteItem: the failed requests come back as UnprocessedItems.
@@ -162,9 +164,9 @@ def split_entries(call: Call, body: bytes, rate: float, rng: random.Random) -> t
 def merge_partial(call: Call, code: str, upstream: dict | None, failed: list[int], extra: Any) -> dict:
     """The answer a partly failed call gets: upstream's results with the failed entries put back. Pure."""
     if call.operation == "PutRecords":
-        results = iter((upstream or {}).get("Records", []))
+        results, refused = iter((upstream or {}).get("Records", [])), set(failed)
         merged = [
-            {"ErrorCode": code, "ErrorMessage": f"{code} injected by the chaos proxy"} if i in set(failed)
+            {"ErrorCode": code, "ErrorMessage": f"{code} injected by the chaos proxy"} if i in refused
             else next(results)
             for i in range(extra)
         ]
@@ -300,27 +302,6 @@ def control(injector: FaultInjector, method: str, path: str, body: bytes) -> Res
     return Response(404, json_type, b'{"error": "unknown control path"}')
 
 
-def serve(host: str, port: int, upstream: str, seed: int | None) -> None:
-    from hypercorn.asyncio import serve as hypercorn_serve
-    from hypercorn.config import Config
-
-    config = Config()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = "-"
-    config.loglevel = "WARNING"
-    config.keep_alive_timeout = 300
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await hypercorn_serve(build_app(upstream, seed), config, shutdown_trigger=stop.wait)
-
-    asyncio.run(run())
-
-
 class FaultProxy:
     """The tests' handle on a proxy process: start it, set its rules, read what they did."""
 
@@ -389,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream", required=True, help="the emulator's URL")
     parser.add_argument("--seed", type=int, default=None, help="make the random faults repeatable")
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.upstream, args.seed)
+    serve(args.host, args.port, lambda: build_app(args.upstream, args.seed))
 
 
 if __name__ == "__main__":
