@@ -136,13 +136,14 @@ def test_producer_meets_throttling_and_partial_failures(rig):
     source, passes = "chaos-put-faults", scaled(2, 10)
     rig.worker("w1")
     stream = rig.settings.stream_name
-    # Whole calls refused first (throttled, then 500s), then a third of the
-    # entries of every other call failed.
+    # Whole calls refused first (throttled, then 500s), then 30% of the entries
+    # of the next three calls failed. Counted, not random: a short replay makes
+    # only a handful of calls, and every rule must fire in every run.
     rig.proxy.inject(
         Rule("put-throttle", "error", "kinesis", "PutRecords", stream, status=400,
              code="ProvisionedThroughputExceededException", times=2),
         Rule("put-500", "error", "kinesis", "PutRecords", stream, status=500, code="InternalFailure", times=2),
-        Rule("put-partial", "partial", "kinesis", "PutRecords", stream, rate=0.5, fraction=0.3,
+        Rule("put-partial", "partial", "kinesis", "PutRecords", stream, fraction=0.3, times=3,
              code="ProvisionedThroughputExceededException"),
     )
     try:
@@ -159,7 +160,7 @@ def test_producer_meets_throttling_and_partial_failures(rig):
     assert set(stream_ids) == expected
     # A refused entry never reached the stream, so no retry may have added a copy.
     assert len(stream_ids) == len(expected)
-    outcome = rig.judge("producer_faults", "PutRecords throttled, 500s, then 30% of the entries of half the calls",
+    outcome = rig.judge("producer_faults", "PutRecords throttled, 500s, then 30% of the entries of three calls",
                         source_ids(source, passes), expected, rig.wait_drained(),
                         producer_retried=sent["retried"], faults_fired=fired)
     outcome.assert_clean()
