@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 CSV    ?= data/TestSample.csv
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-unit chaos up down env clean
+.PHONY: help install demo test test-unit chaos up down env clean wheels container-base container-test constraints
 
 help:
 	@echo "make demo [CSV=path]   run the pipeline end to end on the local stack"
@@ -13,6 +13,7 @@ help:
 	@echo "make test-unit         the fast tests only"
 	@echo "make chaos             the fault-injection suite at full length, with its report"
 	@echo "make up / make down    start / stop the local stack (make env prints its variables)"
+	@echo "make container-test    build the images with podman, run docker-compose.yml, check it"
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -21,13 +22,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+# checkov pins boto3 and networkx below what the project uses: a venv of its own.
+CHECKOV := $(VENV)/tools/checkov/bin/checkov
+$(CHECKOV): | $(VENV)/.installed
+	$(PYTHON) -m venv $(VENV)/tools/checkov
+	$(VENV)/tools/checkov/bin/pip install --quiet 'checkov==3.3.30'
+
+install: $(VENV)/.installed $(CHECKOV)
 
 demo: install
 	$(PY) -m local_stack.demo --csv $(CSV)
 
+# The container test has its own target: it needs podman (see container-test).
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not container" $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -44,6 +52,34 @@ down: install
 env: install
 	@$(PY) -m local_stack env
 
+# --- containers --------------------------------------------------------------
+# Where no registry is reachable (these machines): a Debian base bootstrapped
+# here, the Python packages as wheels built on the host, podman for docker.
+BASE_IMAGE_LOCAL ?= localhost/bookworm-min:latest
+CONTAINERS_CONF  ?= $(CURDIR)/tests/containers/containers.conf
+export CONTAINERS_CONF
+
+wheels: docker/wheels/.built
+docker/wheels/.built: pyproject.toml docker/constraints.txt $(VENV)/.installed
+	$(PY) -m pip wheel --quiet --wheel-dir docker/wheels -c docker/constraints.txt '.[emulator]' setuptools
+	rm -f docker/wheels/retail_stream-*.whl  # the images build the project from its source
+	touch $@
+
+container-base:
+	tests/containers/bootstrap-base.sh $(BASE_IMAGE_LOCAL)
+
+container-test: wheels container-base
+	BASE_IMAGE=$(BASE_IMAGE_LOCAL) PIP_OPTIONS=--no-index $(PY) -m pytest -m container tests/containers $(PYTEST_ARGS)
+
+# The exact versions the images install, resolved afresh from pyproject.toml.
+constraints:
+	rm -rf build/lock && $(PYTHON) -m venv build/lock
+	build/lock/bin/pip install --quiet '.[emulator]'
+	{ echo "# Exact versions the images install (pip -c). Regenerate with: make constraints"; \
+	  build/lock/bin/pip freeze --exclude retail-stream; \
+	  build/lock/bin/pip download --quiet --no-deps --dest build/lock 'setuptools>=68' && \
+	  ls build/lock/setuptools-*.whl | sed 's/.*setuptools-\([^-]*\)-.*/setuptools==\1/'; } > docker/constraints.txt
+
 clean:
 	-$(PY) -m local_stack down --purge
-	rm -rf $(VENV) build *.egg-info rejects
+	rm -rf $(VENV) build *.egg-info rejects docker/wheels/*.whl docker/wheels/.built

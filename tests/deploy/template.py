@@ -1,0 +1,145 @@
+"""The CloudFormation template as data: loaded with its short-form tags, and
+rendered with example values where a linter needs plain JSON (IAM policies)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from cfnlint.decode import decode
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "cloudformation" / "retail-stream.yaml"
+
+# Stand-ins for what only a real deployment knows.
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+PSEUDO = {
+    "AWS::AccountId": ACCOUNT,
+    "AWS::Region": REGION,
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::StackName": "retail-stream",
+}
+NO_VALUE = object()  # what `Ref: AWS::NoValue` renders to: the property is dropped
+EXAMPLE_PARAMETERS = {
+    "VpcId": "vpc-0123456789abcdef0",
+    "SubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+    "WarehouseCidr": "10.0.32.0/20",
+    "ImageTag": "0.1.0",
+    "WarehouseDsnSecretArn": (
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:retail-stream/warehouse-dsn-AbC123"
+    ),
+    "BucketName": "retail-raw-example",
+}
+
+
+def load() -> dict:
+    """The template, with `!Ref`-style tags turned into their long form."""
+    template, problems = decode(str(TEMPLATE))
+    if problems:
+        raise ValueError(f"{TEMPLATE} does not parse: {problems}")
+    return template
+
+
+class Renderer:
+    """Evaluates the intrinsic functions the template uses (Ref, GetAtt, Sub,
+    Join, If) against example parameters; physical names and ARNs are made up
+    the way AWS would make them, so ARN-aware linters see realistic values."""
+
+    def __init__(self, template: dict, parameters: dict | None = None) -> None:
+        self.template = template
+        values = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
+        values.update(EXAMPLE_PARAMETERS)
+        values.update(parameters or {})
+        self.values = {**values, **PSEUDO, "AWS::NoValue": NO_VALUE}
+
+    def render(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [self.render(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (key, arg), = node.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Fn::GetAtt":
+                return self.get_att(*arg)
+            if key == "Fn::Sub":
+                return self.sub(arg)
+            if key == "Fn::Join":
+                return arg[0].join(self.render(arg[1]))
+            if key == "Fn::If":
+                name, when_true, when_false = arg
+                return self.render(when_true if self.condition(name) else when_false)
+        rendered = {key: self.render(value) for key, value in node.items()}
+        return {key: value for key, value in rendered.items() if value is not NO_VALUE}
+
+    def condition(self, name: str) -> bool:
+        (key, (left, right)), = self.template["Conditions"][name]["Fn::Not"][0].items()
+        assert key == "Fn::Equals"
+        return self.render(left) != self.render(right)
+
+    def ref(self, name: str) -> Any:
+        if name in self.values:
+            return self.values[name]
+        spec = self.template["Resources"][name]
+        return {
+            "AWS::Kinesis::Stream": lambda: self.values["StreamName"],
+            "AWS::DynamoDB::Table": lambda: self.values["TableName"],
+            "AWS::S3::Bucket": lambda: self.values["BucketName"],
+            "AWS::Logs::LogGroup": lambda: self.render(spec["Properties"]["LogGroupName"]),
+        }.get(spec["Type"], lambda: f"{self.values['AWS::StackName']}-{name}")()
+
+    def get_att(self, name: str, attribute: str) -> str:
+        if attribute != "Arn":
+            return f"{name}.{attribute}"
+        kind = self.template["Resources"][name]["Type"]
+        arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:{{}}"
+        return {
+            "AWS::Kinesis::Stream": lambda: arn.format("kinesis", f"stream/{self.ref(name)}"),
+            "AWS::DynamoDB::Table": lambda: arn.format("dynamodb", f"table/{self.ref(name)}"),
+            "AWS::S3::Bucket": lambda: f"arn:aws:s3:::{self.ref(name)}",
+            "AWS::Logs::LogGroup": lambda: arn.format("logs", f"log-group:{self.ref(name)}:*"),
+            "AWS::APS::Workspace": lambda: arn.format("aps", "workspace/ws-0123abcd-4567-89ef-0123456789ab"),
+            "AWS::IAM::Role": lambda: f"arn:aws:iam::{ACCOUNT}:role/{self.ref(name)}",
+        }[kind]()
+
+    def sub(self, arg: Any) -> str:
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], self.render(arg[1]))
+
+        def value(match: re.Match) -> str:
+            name = match.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in variables:
+                return str(variables[name])
+            if "." in name:
+                return self.get_att(*name.split(".", 1))
+            return str(self.ref(name))
+
+        return re.sub(r"\$\{([^}]+)\}", value, text)
+
+
+def resources_of_type(template: dict, kind: str) -> dict[str, dict]:
+    return {name: spec for name, spec in template["Resources"].items() if spec["Type"] == kind}
+
+
+def identity_policies(template: dict) -> dict[str, dict]:
+    """Every permissions policy granted to a role, as `<role>.<policy>`:
+    rendered policy document."""
+    renderer = Renderer(template)
+    return {
+        f"{role}.{policy['PolicyName']}": renderer.render(policy["PolicyDocument"])
+        for role, spec in resources_of_type(template, "AWS::IAM::Role").items()
+        for policy in spec["Properties"].get("Policies", [])
+    }
+
+
+def statements(policy: dict) -> list[dict]:
+    found = policy["Statement"]
+    return found if isinstance(found, list) else [found]
+
+
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]

@@ -1,0 +1,102 @@
+"""The Dockerfile and docker-compose.yml, checked without a container engine:
+hadolint, the Compose specification's schema, and what the podman runner of
+`make container-test` makes of the file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.containers.compose import (
+    ComposeError, Project, dependencies, interpolate, seconds, start_order,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def tool(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / argv[0]), *argv[1:]], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile():
+    result = tool("hadolint", "--failure-threshold", "info", "--no-color", "docker/Dockerfile")
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
+
+
+def test_the_compose_file_follows_the_compose_specification():
+    result = tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(COMPOSE))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_would_catch_a_misspelt_key(tmp_path):
+    spec = yaml.safe_load(COMPOSE.read_text())
+    spec["services"]["consumer"]["depend_on"] = spec["services"]["consumer"].pop("depends_on")
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(yaml.safe_dump(spec))
+    assert tool("check-jsonschema", "--builtin-schema", "vendor.compose-spec", str(broken)).returncode != 0
+
+
+@pytest.mark.parametrize("text, environ, expected", [
+    ("${PORT:-4566}", {}, "4566"),
+    ("${PORT:-4566}", {"PORT": ""}, "4566"),
+    ("${PORT-4566}", {"PORT": ""}, ""),
+    ("${PORT:-4566}", {"PORT": "5000"}, "5000"),
+    ("a${X}b", {}, "ab"),
+    ("cost $$5", {}, "cost $5"),
+])
+def test_interpolation_follows_compose(text, environ, expected):
+    assert interpolate({"k": [text]}, environ) == {"k": [expected]}
+
+
+def test_durations():
+    assert seconds("30s") == 30 and seconds("1m30s") == 90 and seconds("500ms") == 0.5 and seconds(5) == 5
+    with pytest.raises(ComposeError):
+        seconds("30 seconds")
+
+
+def test_services_start_after_what_they_depend_on():
+    project = Project.load(COMPOSE, "t", {})
+    order = start_order(project.services)
+    for service, spec in project.services.items():
+        for dependency in dependencies(spec):
+            assert order.index(dependency) < order.index(service), (dependency, service)
+    assert dependencies(project.services["consumer"]) == {"init": "service_completed_successfully"}
+
+
+def test_the_consumer_runs_as_the_compose_file_says():
+    project = Project.load(COMPOSE, "t", {"BASE_IMAGE": "localhost/base", "EMULATOR_PORT": "1234"})
+    argv = project.run_argv("consumer", 2)
+    assert argv[:4] == ["run", "--detach", "--name", "t_consumer_2"]
+    assert ["--network-alias", "consumer"] == argv[argv.index("--network-alias"):][:2]
+    assert "--read-only" in argv and ["--tmpfs", "/tmp"] == argv[argv.index("--tmpfs"):][:2]
+    assert ["--stop-timeout", "30"] == argv[argv.index("--stop-timeout"):][:2]
+    assert "AWS_ENDPOINT_URL=http://emulator:4566" in argv
+    assert argv[-1] == "retail-stream/consumer:latest"
+    build = project.build_argv("consumer")
+    assert "BASE_IMAGE=localhost/base" in build and build[build.index("--target") + 1] == "consumer"
+    assert "127.0.0.1:1234:4566" in project.run_argv("emulator")
+    assert project.build_argv("init") is None
+    assert project.run_argv("init")[-5:] == ["retail-stream/emulator:latest", "python", "-m", "local_stack", "provision"]
+
+
+def test_volumes_are_the_projects_and_bind_mounts_are_absolute():
+    project = Project.load(COMPOSE, "t", {})
+    argv = project.run_argv("prometheus")
+    volumes = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--volume"]
+    assert f"{ROOT}/deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in volumes
+    assert "t_prometheus:/prometheus" in volumes
+
+
+def test_a_key_the_runner_does_not_follow_is_an_error(tmp_path):
+    spec = yaml.safe_load(COMPOSE.read_text())
+    spec["services"]["consumer"]["cap_add"] = ["NET_ADMIN"]
+    changed = tmp_path / "docker-compose.yml"
+    changed.write_text(yaml.safe_dump(spec))
+    with pytest.raises(ComposeError, match="cap_add"):
+        Project.load(changed, "t", {})
