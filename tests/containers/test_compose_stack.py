@@ -1,7 +1,8 @@
-"""docker-compose.yml as shipped, built and run with podman: the sample replay
-reaches every sink, the consumer's lag reaches Prometheus, every image runs
-as a non-root user on a read-only root, and SIGTERM stops the consumer
-cleanly inside its stop timeout. `make container-test` runs this module."""
+"""docker-compose.yml as shipped, built and run with podman, the consumer
+scaled to two: the sample replay reaches every sink once, both consumers
+share the shards, their lag reaches Prometheus, every image runs as a non-root
+user on a read-only root, and SIGTERM stops a consumer cleanly inside its stop
+timeout. `make container-test` runs this module."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 
 from local_stack import census
 from local_stack.demo import count_source_rows
+from retail_stream import aws
 from retail_stream.settings import Settings
 from tests.conftest import free_ports
 from tests.containers.compose import ComposeStack, Podman, Project
@@ -31,6 +33,7 @@ CSV = ROOT / "data" / "TestSample.csv"
 NOT_STARTED_HERE = {"grafana"}
 OWN_IMAGES = ["emulator", "postgres", "consumer", "producer", "prometheus"]
 DRAIN_TIMEOUT = 240
+CONSUMERS = 2
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +58,11 @@ def stack(ports):
     services = [name for name in project.services if name not in NOT_STARTED_HERE]
     compose.build(services)
     try:
-        compose.up(services)
+        compose.up(services, scale={"consumer": CONSUMERS})
         yield compose
     finally:
-        for service in ("consumer", "producer", "init"):
-            print(f"--- {service} ---\n{compose.logs(service)}")
+        for name in compose.containers():
+            print(f"--- {name} ---\n{compose.podman('logs', name, check=False).stderr[-3000:]}")
         compose.down()
 
 
@@ -130,8 +133,17 @@ def test_prometheus_scrapes_the_consumers_lag_per_shard(stack, sinks, ports):
     assert len(shards) == 2, lag
     processed = query("sum(retail_consumer_records_processed_total)")
     assert processed and float(processed[0]["value"][1]) >= expected_rows(stack)
-    up = {s["metric"]["job"]: s["value"][1] for s in query("up")}
-    assert up == {"retail-consumer": "1", "retail-producer": "1"}, up
+    # Every replica is scraped, found by the service's name.
+    up = sorted((s["metric"]["job"], s["value"][1]) for s in query("up"))
+    assert up == [("retail-consumer", "1")] * CONSUMERS + [("retail-producer", "1")], up
+
+
+def test_the_consumers_share_the_shards(stack, sinks):
+    wait_drained(stack, sinks)
+    leases = aws.client("dynamodb", sinks).scan(TableName=sinks.kcl_application_name)["Items"]
+    owners = {lease["leaseOwner"]["S"] for lease in leases if "leaseOwner" in lease}
+    hosts = {stack.exec("consumer", "hostname", index=i).stdout.strip() for i in range(1, CONSUMERS + 1)}
+    assert owners == hosts, (owners, hosts)
 
 
 @pytest.mark.parametrize("service", OWN_IMAGES)
