@@ -55,7 +55,7 @@ env: install
 # --- containers --------------------------------------------------------------
 # Where no registry is reachable (these machines): a Debian base bootstrapped
 # here, the Python packages as wheels built on the host, podman for docker.
-BASE_IMAGE_LOCAL ?= localhost/bookworm-min:latest
+BASE_IMAGE_LOCAL ?= localhost/bookworm-slim:latest
 CONTAINERS_CONF  ?= $(CURDIR)/tests/containers/containers.conf
 export CONTAINERS_CONF
 
