@@ -129,16 +129,23 @@ def ensure_bucket_and_jsonpaths(settings: Settings) -> None:
     )
 
 
+# Run in this order: the reporting views read the table.
+WAREHOUSE_SQL = ("schema.sql", "views.sql")
+
+
 def ensure_warehouse(settings: Settings) -> None:
-    """Run schema.sql (CREATE … IF NOT EXISTS only) in one transaction, with
-    `{schema}` and `{table}` filled in as quoted identifiers."""
-    statements = sql.SQL(package_file("schema.sql")).format(
-        schema=sql.Identifier(settings.warehouse_schema), table=sql.Identifier(settings.warehouse_table)
-    )
+    """Run schema.sql (CREATE … IF NOT EXISTS only), then views.sql (CREATE OR
+    REPLACE VIEW only) in one transaction, with `{schema}` and `{table}`
+    filled in as quoted identifiers."""
+    names = {
+        "schema": sql.Identifier(settings.warehouse_schema),
+        "table": sql.Identifier(settings.warehouse_table),
+    }
     conn = psycopg2.connect(settings.warehouse_dsn, connect_timeout=10)
     try:
         with conn, conn.cursor() as cur:
-            cur.execute(statements)
+            for name in WAREHOUSE_SQL:
+                cur.execute(sql.SQL(package_file(name)).format(**names))
     finally:
         conn.close()
 

@@ -9,7 +9,7 @@ does not stop the others.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
@@ -50,15 +50,28 @@ def check_entry(entry: Entry, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
         )
 
 
+class Sized(Protocol):
+    """What a batch holds: anything that knows its size in bytes (an Entry,
+    or a row bound for the HTTP API)."""
+
+    @property
+    def size(self) -> int: ...
+
+
 class BatchBuilder:
     """Accumulates entries into batches of at most `max_records` entries and
-    `max_bytes` bytes, keeping their order. Not thread-safe."""
+    `max_bytes` bytes, keeping their order. Not thread-safe.
+
+    `check(entry, max_record_bytes)` refuses an entry that could never be sent
+    (UnsendableEntry); the default checks a Kinesis Entry's limits.
+    """
 
     def __init__(
         self,
         max_records: int = MAX_BATCH_RECORDS,
         max_bytes: int = MAX_BATCH_BYTES,
         max_record_bytes: int = MAX_RECORD_BYTES,
+        check: Callable[[Any, int], None] = check_entry,
     ) -> None:
         if not 1 <= max_records <= MAX_BATCH_RECORDS:
             raise ValueError(f"max_records must be 1 to {MAX_BATCH_RECORDS}")
@@ -68,20 +81,21 @@ class BatchBuilder:
         self.max_bytes = max_bytes
         # A record larger than a whole batch could never be sent either.
         self.max_record_bytes = min(max_record_bytes, max_bytes)
-        self._pending: list[Entry] = []
+        self._check = check
+        self._pending: list[Any] = []
         self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, entry: Entry) -> list[Entry] | None:
+    def add(self, entry: Sized) -> list[Any] | None:
         """Add `entry`; return the batch it closed, if it did not fit into the
         pending one (it then starts the next batch), else None.
 
         Raises UnsendableEntry, leaving the pending batch unchanged, if the
         entry can never be sent.
         """
-        check_entry(entry, self.max_record_bytes)
+        self._check(entry, self.max_record_bytes)
         closed = None
         if self._pending and (
             len(self._pending) >= self.max_records or self._bytes + entry.size > self.max_bytes
@@ -91,7 +105,7 @@ class BatchBuilder:
         self._bytes += entry.size
         return closed
 
-    def flush(self) -> list[Entry] | None:
+    def flush(self) -> list[Any] | None:
         """Return the pending batch (None when empty) and start a new one."""
         if not self._pending:
             return None

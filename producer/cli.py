@@ -1,11 +1,12 @@
-"""`retail-producer` / `python -m producer`: replay Online Retail CSV files into Kinesis.
+"""`retail-producer` / `python -m producer`: replay Online Retail CSV files into Kinesis,
+directly or through the HTTP API (`--via-api URL`).
 
-The composition root: settings, logging and the Kinesis client are made here
-and passed in. stdout carries exactly one line, the closing JSON summary, so
+The composition root: settings, logging and the Kinesis client (or the API
+client) are made here and passed in. stdout carries exactly one line, the closing JSON summary, so
 a script can read it with `tail -n 1`; everything else goes to stderr.
 
-Exit status: 0 when every row was sent or rejected, 1 when Kinesis kept
-refusing records (DeliveryError), 2 for bad arguments or settings and for a
+Exit status: 0 when every row was sent or rejected, 1 when Kinesis (or the
+API) kept refusing records (DeliveryError), 2 for bad arguments or settings and for a
 file that cannot be read or lacks the Online Retail header.
 """
 
@@ -25,6 +26,7 @@ from typing import Any, Callable, Sequence, TextIO
 import structlog
 
 from producer.csv_source import SourceError, check_source
+from producer.destinations import Destination, KinesisDestination
 from producer.kinesis_writer import DeliveryError, KinesisWriter
 from producer.metrics import ProducerMetrics
 from producer.pacing import RateLimiter, TimelinePacer
@@ -70,7 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-attempts", type=int, default=8, metavar="N",
-        help="PutRecords attempts per batch before giving up (default 8)",
+        help="PutRecords attempts (with --via-api: requests) per batch before giving up (default 8)",
+    )
+    parser.add_argument(
+        "--via-api", metavar="URL",
+        help="send the rows to the HTTP API at URL (e.g. http://127.0.0.1:8080) instead of straight to "
+        "Kinesis; same event_ids, same rejects file",
     )
     parser.add_argument(
         "--metrics-port", type=int, metavar="PORT",
@@ -96,6 +103,10 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return "--loop must be 0 (forever) or more"
     if args.max_attempts < 1:
         return "--max-attempts must be at least 1"
+    if args.via_api is not None and not args.via_api.startswith(("http://", "https://")):
+        return "--via-api needs an http:// or https:// URL"
+    if args.via_api is not None and args.stream:
+        return "--stream and --via-api exclude each other (the API writes to its own stream)"
     if args.source_id is not None and len(args.csv) > 1:
         return "--source-id needs exactly one CSV file (two files with one id would share event_ids)"
     ids = source_ids(args)
@@ -161,8 +172,11 @@ def run(
     stderr: TextIO | None = None,
     clock: Callable[[], float] = time.monotonic,
     metrics: ProducerMetrics | None = None,
+    http_client: Any = None,
 ) -> int:
-    """Replay the files named in `args` through `kinesis`; returns the exit status.
+    """Replay the files named in `args` through `kinesis`, or with
+    `--via-api` through the API (`http_client`, an httpx.Client, or a new
+    one); returns the exit status.
 
     Every file is checked (opened, header read) before anything is sent. Once
     the replay has started, the JSON summary is the last line on `stdout`
@@ -180,7 +194,7 @@ def run(
         print(f"retail-producer: error: {exc}", file=stderr)
         return EXIT_USAGE
 
-    writer = KinesisWriter(kinesis, stream_name, max_attempts=args.max_attempts, metrics=metrics)
+    destination = build_destination(args, kinesis, stream_name, metrics, http_client)
     progress = ProgressLine(stderr, clock) if stderr.isatty() else None
     rejects_paths = [args.rejects or default_rejects_path(path) for path in args.csv]
     rejects_files = {path: RejectsFile(path) for path in dict.fromkeys(rejects_paths)}
@@ -197,7 +211,7 @@ def run(
             return EXIT_USAGE
         replay = Replay(
             sources,
-            writer,
+            destination,
             limit=args.limit,
             loops=args.loop,
             rate=RateLimiter(args.rate, clock=clock, sleep=stop.wait) if args.rate else None,
@@ -218,14 +232,29 @@ def run(
         finally:
             if progress:
                 progress.close(replay.summary)
-    report(replay.summary, stream_name, error, stdout, stderr)
+    report(replay.summary, stream_name, error, stdout, stderr, api=args.via_api)
     return status
 
 
-def report(summary: ReplaySummary, stream_name: str, error: str | None, stdout: TextIO, stderr: TextIO) -> None:
-    """Human lines on stderr, then the JSON summary as the last line on stdout."""
+def build_destination(
+    args: argparse.Namespace, kinesis: Any, stream_name: str, metrics: ProducerMetrics | None, http_client: Any
+) -> Destination:
+    """Where the rows go: the stream itself, or the API in front of it."""
+    if args.via_api:
+        from producer.api_destination import ApiDestination  # httpx: only this path needs it
+
+        return ApiDestination(args.via_api, client=http_client, max_attempts=args.max_attempts, metrics=metrics)
+    return KinesisDestination(KinesisWriter(kinesis, stream_name, max_attempts=args.max_attempts, metrics=metrics))
+
+
+def report(
+    summary: ReplaySummary, stream_name: str, error: str | None, stdout: TextIO, stderr: TextIO,
+    api: str | None = None,
+) -> None:
+    """Human lines on stderr, then the JSON summary as the last line on stdout
+    (`stream` is null when the rows went through the API: its own stream)."""
     lines = [
-        f"stream              {stream_name}",
+        f"api                 {api}" if api else f"stream              {stream_name}",
         f"rows read           {summary.rows}",
         f"sent                {summary.sent}",
         f"rejected            {summary.rejected}   ({', '.join(summary.rejects_files)})",
@@ -237,7 +266,8 @@ def report(summary: ReplaySummary, stream_name: str, error: str | None, stdout: 
     if error:
         lines.append(f"error: {error}")
     print("\n".join(lines), file=stderr, flush=True)
-    print(json.dumps({**summary.as_dict(), "stream": stream_name, "error": error}), file=stdout, flush=True)
+    target = {"stream": None, "api": api} if api else {"stream": stream_name, "api": None}
+    print(json.dumps({**summary.as_dict(), **target, "error": error}), file=stdout, flush=True)
 
 
 class ProgressLine:

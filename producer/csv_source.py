@@ -44,7 +44,7 @@ def read_rows(path: Path | str) -> Iterator[Row]:
     except OSError as exc:
         raise SourceError(f"{path}: cannot open: {exc.strerror or exc}") from None
     with handle:
-        yield from _rows(handle, path)
+        yield from read_stream(handle, path)
 
 
 def check_source(path: Path | str) -> None:
@@ -57,7 +57,10 @@ def check_source(path: Path | str) -> None:
         break
 
 
-def _rows(handle: BinaryIO, path: Path) -> Iterator[Row]:
+def read_stream(handle: BinaryIO, path: Path | str) -> Iterator[Row]:
+    """`read_rows` over an open binary stream (a file, or an HTTP body in a
+    BytesIO); `path` only names it in error messages. Same rows, same line
+    numbers, same SourceErrors; does not close `handle`."""
     lines = _decoded_lines(handle, path)
     reader = csv.reader(lines, dialect="excel")
     last_line = 0  # the physical line the previous row ended on
@@ -88,7 +91,7 @@ def check_header(fields: list[str], path: Path | str = "<csv>") -> None:
         )
 
 
-def _decoded_lines(handle: BinaryIO, path: Path) -> Iterator[str]:
+def _decoded_lines(handle: BinaryIO, path: Path | str) -> Iterator[str]:
     """The file's physical lines as text, line endings kept (the csv module
     needs them to see line breaks inside quoted fields).
 

@@ -1,10 +1,11 @@
-"""The replay: CSV rows -> parse_row -> (rejects | entries) -> batches -> writer.
+"""The replay: CSV rows -> destination.prepare -> (rejects | entries) -> batches -> destination.send.
 
-    rows = read_rows(csv)                    csv_source.py
-    record = parse_row(fields, source, line) retail_stream/schema.py  -- bad row --> RejectsFile
-    entry = Entry(encode(record), key)       batching.py              -- too big --> RejectsFile
-    batch = BatchBuilder.add(entry)          batching.py   (paced by pacing.py)
-    writer.put_batch(batch)                  kinesis_writer.py
+    rows = read_rows(csv)                           csv_source.py
+    entry = destination.prepare(source, line, row)  destinations.py   -- bad row --> RejectsFile
+            (Kinesis: parse_row + encode; the API: the row as a JSON object)
+    batch = builder.add(entry)                      batching.py  (paced by pacing.py)  -- too big --> RejectsFile
+    refused = destination.send(batch)               kinesis_writer.py or api_destination.py
+                                                    -- refused by the API --> RejectsFile
 
 Every source row gets the same event_id on every replay (it is derived from the
 source id and the line), so replaying a file never creates new rows
@@ -14,6 +15,7 @@ precisely so that it does.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import time
@@ -24,12 +26,13 @@ from typing import Callable, Iterator, Sequence
 
 import structlog
 
-from producer.batching import MAX_BATCH_RECORDS, BatchBuilder, Entry, UnsendableEntry
+from producer.batching import MAX_BATCH_RECORDS, UnsendableEntry
 from producer.csv_source import SourceError, read_rows
+from producer.destinations import Destination, KinesisDestination
 from producer.kinesis_writer import KinesisWriter
 from producer.metrics import NoProducerMetrics, ProducerMetrics
 from producer.pacing import RateLimiter, TimelinePacer
-from retail_stream.schema import InvalidRecord, Transaction, encode, parse_row
+from retail_stream.schema import CSV_COLUMNS, InvalidRecord, parse_invoice_date
 
 log = structlog.get_logger(__name__)
 
@@ -131,14 +134,15 @@ class ReplaySummary:
 
 
 class Replay:
-    """Replays `sources` through `writer`, in order, `loops` times (0: until
-    stopped). Blocking; not thread-safe. `summary` is up to date at any time,
-    also after `run` raised."""
+    """Replays `sources` into `destination` (a KinesisWriter stands for
+    KinesisDestination over it), in order, `loops` times (0: until stopped).
+    Blocking; not thread-safe. `summary` is up to date at any time, also after
+    `run` raised."""
 
     def __init__(
         self,
         sources: Sequence[Source],
-        writer: KinesisWriter,
+        destination: Destination | KinesisWriter,
         *,
         limit: int | None = None,
         loops: int = 1,
@@ -154,7 +158,9 @@ class Replay:
         if limit is not None and limit < 0:
             raise ValueError("limit must not be negative")
         self._sources = list(sources)
-        self._writer = writer
+        if isinstance(destination, KinesisWriter):
+            destination = KinesisDestination(destination)
+        self._destination = destination
         self._limit = limit
         self._loops = loops
         self._rate = rate
@@ -165,10 +171,11 @@ class Replay:
         self._metrics = metrics or NoProducerMetrics()
         # Under a rate limit a batch is one burst, so records leave steadily
         # instead of waiting for 500 to accumulate.
-        self._builder = BatchBuilder(max_records=rate.burst if rate else MAX_BATCH_RECORDS)
+        self._builder = destination.batch_builder(rate.burst if rate else MAX_BATCH_RECORDS)
         self._started = clock()
         # The writer may outlive this replay (or serve others): count our share.
-        self._stats_before = writer.stats.as_dict()
+        self._stats_before = destination.stats.as_dict()
+        self._rejects: dict[str, RejectsFile] = {}  # source id (of this pass) -> its rejects file
         self.summary = ReplaySummary(rejects_files=_unique(str(s.rejects.path) for s in self._sources))
 
     def run(self) -> ReplaySummary:
@@ -200,6 +207,7 @@ class Replay:
             rows_before = self.summary.rows
             for source in self._sources:
                 source_id = pass_source_id(source.source_id, pass_no)
+                self._rejects[source_id] = source.rejects
                 if self._timeline:
                     self._timeline.restart()
                 for line, fields in read_rows(source.path):
@@ -229,37 +237,44 @@ class Replay:
 
     def _replay_row(self, source_id: str, line: int, fields: list[str], rejects: RejectsFile) -> None:
         try:
-            record = parse_row(fields, source_id, line)
-            entry = Entry(encode(record), record.partition_key)
-            self._pace(record)
+            entry = self._destination.prepare(source_id, line, fields)
+            self._pace(fields)
             closed = self._builder.add(entry)
         except (InvalidRecord, UnsendableEntry) as exc:
-            rejects.write(source_id, line, str(exc), fields)
-            self.summary.rejected += 1
-            self._metrics.row_rejected(str(exc))
+            self._reject(rejects, source_id, line, str(exc), fields)
             return
         self._send(closed)
 
-    def _pace(self, record: Transaction) -> None:
+    def _reject(self, rejects: RejectsFile, source_id: str, line: int, reason: str, fields: Sequence[str]) -> None:
+        rejects.write(source_id, line, reason, fields)
+        self.summary.rejected += 1
+        self._metrics.row_rejected(reason)
+
+    def _pace(self, fields: list[str]) -> None:
         if self._timeline is None:
             return
-        if self._timeline.delay(record.invoice_date) > 0:
+        when = _invoice_date(fields)
+        if when is None:
+            return  # the destination judges the row; an undatable one is not paced
+        if self._timeline.delay(when) > 0:
             # Nothing waiting in the buffer while we sleep: what is due goes now.
             self._send(self._builder.flush())
-        self._timeline.wait(record.invoice_date)
+        self._timeline.wait(when)
 
-    def _send(self, batch: list[Entry] | None) -> None:
+    def _send(self, batch: list | None) -> None:
         if not batch:
             return
         if self._rate:
             self._rate.acquire(len(batch))
-        self._writer.put_batch(batch)
+        for refusal in self._destination.send(batch):
+            rejects = self._rejects[refusal.source_id]
+            self._reject(rejects, refusal.source_id, refusal.line, refusal.reason, refusal.fields)
         self._tick()
         self._on_progress(self.summary)
 
     def _tick(self) -> None:
         self.summary.seconds = self._clock() - self._started
-        stats, before = self._writer.stats, self._stats_before
+        stats, before = self._destination.stats, self._stats_before
         # From the writer's counts, so a batch that failed part-way still
         # counts the records Kinesis did accept.
         self.summary.sent = stats.records_sent - before["records_sent"]
@@ -267,6 +282,19 @@ class Replay:
         self.summary.retried = stats.retried - before["retried"]
         self.summary.throttled = stats.throttled - before["throttled"]
         self.summary.calls = stats.calls - before["calls"]
+
+
+_DATE_COLUMN = CSV_COLUMNS.index("InvoiceDate")
+
+
+def _invoice_date(fields: list[str]) -> dt.datetime | None:
+    """The row's InvoiceDate for pacing, or None when it has none that parses."""
+    if len(fields) != len(CSV_COLUMNS):
+        return None
+    try:
+        return parse_invoice_date(fields[_DATE_COLUMN].strip())
+    except InvalidRecord:
+        return None
 
 
 def _unique(values: Iterator[str]) -> list[str]:

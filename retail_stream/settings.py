@@ -63,6 +63,11 @@ class Settings:
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 0  # 0: the service's default (producer 9101, consumer 9102)
     metrics_path: str = "/metrics"
+    api_host: str = "0.0.0.0"
+    api_port: int = 8080
+    api_max_body_bytes: int = 5 * 1024 * 1024  # one PutRecords call's worth
+    api_max_items: int = 500
+    api_cursor_secret: str = ""  # "": a random key per process (cursors then die with it)
 
     @property
     def jsonpaths_uri(self) -> str:
@@ -113,6 +118,9 @@ class Settings:
             ("metrics_port", 0 <= self.metrics_port <= 65535),
             ("metrics_path", self.metrics_path.startswith("/") and self.metrics_path not in ("/healthz", "/readyz")),
             ("kcl_log_level", self.kcl_log_level.upper() in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "OFF")),
+            ("api_port", 0 <= self.api_port <= 65535),
+            ("api_max_body_bytes", 1024 <= self.api_max_body_bytes <= 64 * 1024 * 1024),
+            ("api_max_items", 1 <= self.api_max_items <= 10_000),
         ]
         if self.warehouse_dialect == "redshift":
             checks.append(("redshift_iam_role", _IAM_ROLE.match(self.redshift_iam_role)))
@@ -180,4 +188,9 @@ ENVIRONMENT: dict[str, str] = {
     "metrics_host": "METRICS_HOST",
     "metrics_port": "METRICS_PORT",
     "metrics_path": "METRICS_PATH",
+    "api_host": "API_HOST",
+    "api_port": "API_PORT",
+    "api_max_body_bytes": "API_MAX_BODY_BYTES",
+    "api_max_items": "API_MAX_ITEMS",
+    "api_cursor_secret": "API_CURSOR_SECRET",
 }

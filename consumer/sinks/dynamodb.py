@@ -13,15 +13,17 @@ The item key is the row's identity, so a replayed row overwrites itself.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
+from decimal import Decimal, InvalidOperation
 from typing import Callable, Iterable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.batch import Batch
 from consumer.sinks import SinkError, error_kind
-from retail_stream.schema import Transaction
+from retail_stream.schema import InvalidRecord, Transaction
 
 MAX_ITEMS_PER_CALL = 25
 CUSTOMER_INDEX = "by_customer"
@@ -48,6 +50,43 @@ def to_item(record: Transaction) -> dict:
         item["customer_id"] = {"N": str(record.customer_id)}
         item["customer_sort"] = {"S": f"{when}#{record.invoice_no}#{record.event_id}"}
     return item
+
+
+def from_item(item: dict) -> Transaction:
+    """The row an item holds: the inverse of `to_item` (`from_item(to_item(r))
+    == r`). Pure. Raises InvalidRecord, naming the attribute, for an item
+    `to_item` could not have written."""
+    try:
+        return Transaction(
+            event_id=_attribute(item, "event_id", "S"),
+            invoice_no=_attribute(item, "invoice_no", "S"),
+            stock_code=_attribute(item, "stock_code", "S"),
+            description=_attribute(item, "description", "S", optional=True),
+            quantity=int(_attribute(item, "quantity", "N")),
+            invoice_date=dt.datetime.fromisoformat(_attribute(item, "invoice_date", "S")),
+            unit_price=Decimal(_attribute(item, "unit_price", "N")),
+            customer_id=_optional_int(_attribute(item, "customer_id", "N", optional=True)),
+            country=_attribute(item, "country", "S", optional=True),
+            source=_attribute(item, "source", "S"),
+            line=int(_attribute(item, "line", "N")),
+        )
+    except InvalidRecord:
+        raise
+    except (ValueError, InvalidOperation) as exc:
+        raise InvalidRecord(f"item is not a transaction: {exc}") from None
+
+
+def _attribute(item: dict, name: str, kind: str, optional: bool = False) -> str | None:
+    value = item.get(name)
+    if value is None and optional:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get(kind), str):
+        raise InvalidRecord(f"item has no {name!r} of type {kind}")
+    return value[kind]
+
+
+def _optional_int(value: str | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def write_requests(records: Iterable[Transaction]) -> list[list[dict]]:

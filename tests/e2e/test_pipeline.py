@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg2
@@ -20,6 +21,7 @@ from retail_stream import aws
 from retail_stream.schema import InvalidRecord, parse_row
 from retail_stream.settings import Settings
 from tests.conftest import free_ports, running_stack
+from tests.report_oracle import amount, expected_views, kind, read_views
 
 pytestmark = pytest.mark.e2e
 
@@ -137,6 +139,33 @@ def test_warehouse_rows_equal_the_source_rows(pipeline):
     assert rows.keys() == valid.keys()
     for event_id, record in valid.items():
         assert rows[event_id] == tuple(getattr(record, f) for f in record.__struct_fields__)
+
+
+def test_reporting_views_equal_figures_computed_from_the_source_rows(pipeline):
+    """The reporting views over what the pipeline loaded hold exactly the
+    figures tests/report_oracle.py computes in Python from the rows the
+    producer accepted; `python -m reporting` prints their totals."""
+    valid, _ = expected_records()
+    assert pipeline.first_replay["sent"] == len(valid)
+    expected = expected_views(valid.values())
+    settings = pipeline.settings
+    with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
+        found = read_views(cur, settings.warehouse_schema)
+    conn.close()
+    for view, rows in expected.items():
+        assert found[view] == rows, view
+
+    out = subprocess.run(
+        [sys.executable, "-m", "reporting", "--limit", "3"], env=pipeline.env, cwd=CSV.parents[1],
+        stdout=subprocess.PIPE, text=True, check=True, timeout=60,
+    ).stdout
+    figures = json.loads(out.strip().splitlines()[-1], parse_float=Decimal)
+    gross = sum((amount(r) for r in valid.values() if kind(r) == "sale"), Decimal(0))
+    cancelled = -sum((amount(r) for r in valid.values() if kind(r) == "cancellation"), Decimal(0))
+    assert (figures["gross_revenue"], figures["cancelled_revenue"]) == (gross, cancelled)
+    assert figures["net_revenue"] == gross - cancelled
+    assert figures["days"] == len({r.invoice_date.date() for r in valid.values()})
+    assert figures["views"] == {view: len(rows) for view, rows in expected.items()}
 
 
 def test_dynamodb_items_equal_the_source_rows(pipeline):

@@ -106,10 +106,20 @@ def test_bucket_holds_the_jsonpaths_file(stack):
 def test_warehouse_tables_exist_without_unique_constraints(stack):
     settings = stack.settings()
     tables = warehouse(
-        stack, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
+        stack,
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY 1",
         settings.warehouse_schema,
     )
     assert tables == [("load_ledger",), (settings.warehouse_table,)]
+    views = warehouse(
+        stack, "SELECT table_name FROM information_schema.views WHERE table_schema = %s ORDER BY 1",
+        settings.warehouse_schema,
+    )
+    assert [name for (name,) in views] == [
+        "report_adjustments", "report_cancellations_by_country", "report_customers", "report_lines",
+        "report_products", "report_revenue_by_day_country",
+    ]
     # Redshift never enforces them; the load's merge on event_id is what de-duplicates.
     constraints = warehouse(
         stack,

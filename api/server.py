@@ -1,0 +1,76 @@
+"""`retail-api` / `python -m api`: serve the HTTP API with uvicorn.
+
+The composition root: settings, logging, the Kinesis writer and the DynamoDB
+client are made here and passed to `create_app`. Logs are structlog JSON
+lines on stderr (uvicorn's own lines go through the same root logger);
+nothing is written to stdout. SIGTERM and SIGINT stop it gracefully:
+requests in flight finish first.
+
+Exit status: 0 after a clean stop, 2 for bad arguments or settings or a port
+that cannot be bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+import structlog
+import uvicorn
+
+from api.app import create_app
+from producer.kinesis_writer import KinesisWriter
+from retail_stream import aws, logs
+from retail_stream.settings import Settings, SettingsError
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK, EXIT_USAGE = 0, 2
+# Requests in flight get this long after SIGTERM (ECS waits 30 s by default).
+GRACEFUL_SHUTDOWN_SECONDS = 20
+# A request waits at most this long on a refusing stream before answering 503:
+# fewer attempts than the replay's, as a client is waiting.
+PUT_RECORDS_ATTEMPTS = 5
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="retail-api",
+        description="Serve the HTTP API: POST /transactions into the Kinesis stream; "
+        "GET customers' and invoices' transactions from DynamoDB. OpenAPI at /schema/openapi.json.",
+    )
+    parser.add_argument("--host", help="address to listen on (default: API_HOST or 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: API_PORT or 8080)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)  # exits 2 on bad arguments
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"retail-api: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.configure(settings.log_level, service="api")
+    writer = KinesisWriter(aws.client("kinesis", settings), settings.stream_name, max_attempts=PUT_RECORDS_ATTEMPTS)
+    app = create_app(settings, writer, aws.client("dynamodb", settings))
+    host = args.host or settings.api_host
+    port = settings.api_port if args.port is None else args.port
+    log.info("api.starting", host=host, port=port, stream=settings.stream_name, table=settings.dynamodb_table)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # keep the root logger logs.configure set up: stderr only
+        access_log=False,  # the app logs one line per request itself
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:  # the port could not be bound (uvicorn logged why)
+        return EXIT_USAGE
+    log.info("api.stopped")
+    return EXIT_OK

@@ -1,0 +1,50 @@
+"""A DynamoDB Query fake for the API's lookups: the table's and the customer
+index's key order, Limit, ExclusiveStartKey and LastEvaluatedKey as DynamoDB
+has them (a page that reaches its Limit carries a LastEvaluatedKey, even when
+nothing follows)."""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from consumer.sinks.dynamodb import CUSTOMER_INDEX, to_item
+
+TABLE_KEY = ("invoice_no", "event_id")
+INDEX_KEY = ("customer_id", "customer_sort")
+
+
+class FakeDynamoDB:
+    def __init__(self, records=(), *, page_size: int = 1000, fail: str | None = None) -> None:
+        self.items = [to_item(r) for r in records]
+        self.page_size = page_size  # DynamoDB's own page cut (1 MB), smaller for tests
+        self.fail = fail
+        self.queries: list[dict] = []
+
+    def put(self, *records) -> None:
+        self.items.extend(to_item(r) for r in records)
+
+    def query(self, **kw):
+        self.queries.append(kw)
+        if self.fail:
+            raise ClientError({"Error": {"Code": self.fail, "Message": "scripted"}}, "Query")
+        value = kw["ExpressionAttributeValues"]
+        if kw.get("IndexName") == CUSTOMER_INDEX:
+            partition, sort = INDEX_KEY
+            wanted = value[":c"]
+            keys = (*INDEX_KEY, *TABLE_KEY)
+        else:
+            partition, sort = TABLE_KEY
+            wanted = value[":i"]
+            keys = TABLE_KEY
+        items = [i for i in self.items if i.get(partition) == wanted]
+        items.sort(key=lambda i: i[sort]["S"], reverse=not kw.get("ScanIndexForward", True))
+        start = kw.get("ExclusiveStartKey")
+        if start:
+            position = [i[sort]["S"] for i in items].index(start[sort]["S"]) + 1
+            items = items[position:]
+        limit = min(kw.get("Limit", self.page_size), self.page_size)
+        page = items[:limit]
+        response = {"Items": page, "Count": len(page)}
+        if len(page) == limit and page:
+            response["LastEvaluatedKey"] = {k: page[-1][k] for k in keys}
+        return response
