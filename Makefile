@@ -3,12 +3,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 CSV    ?= data/TestSample.csv
+CHART  ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-unit chaos up down env clean wheels container-base container-test constraints
+.PHONY: help install demo report test test-unit chaos up down env clean wheels container-base container-test constraints
 
 help:
 	@echo "make demo [CSV=path]   run the pipeline end to end on the local stack"
+	@echo "make report [CHART=x.png] the sample through the pipeline, then the reporting views"
 	@echo "make test              unit, integration and end-to-end tests"
 	@echo "make test-unit         the fast tests only"
 	@echo "make chaos             the fault-injection suite at full length, with its report"
@@ -32,6 +34,11 @@ install: $(VENV)/.installed $(CHECKOV)
 
 demo: install
 	$(PY) -m local_stack.demo --csv $(CSV)
+
+# The reporting views of a throwaway stack loaded with $(CSV); CHART=path.png
+# also draws revenue by day.
+report: install
+	$(PY) -m local_stack.report --csv $(CSV) $(if $(CHART),--chart $(CHART))
 
 # The container test has its own target: it needs podman (see container-test).
 test: install

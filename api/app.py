@@ -35,7 +35,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api import ingest
-from api.cursor import CursorCodec, InvalidCursor
+from api.cursor import CURSOR_PATTERN, CursorCodec, InvalidCursor
 from api.lookups import LookupUnavailable, TransactionLookups
 from api.metrics import PREFIX, ApiMetrics
 from api.publish import publish, status_code
@@ -112,7 +112,7 @@ class IngestOperation(Operation):
             description="Transactions: a JSON object, a JSON array of objects, or an Online Retail CSV "
             "with its header row",
             content={
-                ingest.JSON: OpenAPIMediaType(schema=Schema(one_of=[_ROW, Schema(type=OpenAPIType.ARRAY, items=_ROW)])),
+                ingest.JSON: OpenAPIMediaType(schema=Schema(one_of=[_ROW, Schema(type=OpenAPIType.ARRAY, items=_ROW, min_items=1)])),
                 ingest.CSV: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING,
                                                            description=f"header: {','.join(CSV_COLUMNS)}")),
             },
@@ -178,7 +178,8 @@ def customer_transactions(
     customer_id: Annotated[int, Parameter(ge=1, le=MAX_INT32, description="the CustomerID")],
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE, description="items per page")] = DEFAULT_PAGE,
     cursor: Annotated[
-        str | None, Parameter(description="next_cursor of the previous page", max_length=2048)
+        str | None,
+        Parameter(description="next_cursor of the previous page", max_length=2048, pattern=CURSOR_PATTERN),
     ] = None,
 ) -> CustomerTransactions:
     try:

@@ -19,6 +19,8 @@ import json
 import secrets
 
 MAX_TOKEN_CHARS = 2048
+# What every token looks like (documented in the OpenAPI parameter).
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
 _TAG_BYTES = 16
 
 

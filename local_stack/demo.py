@@ -21,6 +21,7 @@ from pathlib import Path
 from local_stack import census
 from local_stack.stack import LocalStack, project_dir
 from producer.csv_source import read_rows
+from retail_stream import logs
 from retail_stream.settings import Settings
 
 DEFAULT_CSV = project_dir() / "data" / "TestSample.csv"
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the sinks")
     args = parser.parse_args(argv)
     csv = args.csv.resolve()
+    logs.configure("INFO", service="local_stack")  # the stack's own events: stderr, not the summary
 
     stack = LocalStack(state_dir=project_dir() / ".local" / "demo")
     stack.down(purge=True)

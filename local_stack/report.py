@@ -23,6 +23,7 @@ from pathlib import Path
 from local_stack.demo import DEFAULT_CSV, run_producer, say, stop, wait_for_sinks
 from local_stack.ports import free_port
 from local_stack.stack import LocalStack, project_dir
+from retail_stream import logs
 from retail_stream.settings import Settings
 
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the sinks")
     args, report_args = parser.parse_known_args(argv)
     csv = args.csv.resolve()
+    logs.configure("INFO", service="local_stack")  # the stack's own events: stderr, not the report
 
     stack = LocalStack(project_dir() / ".local" / "report", 0, 0, 0)
     stack.down(purge=True)

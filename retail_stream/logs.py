@@ -17,7 +17,6 @@ def configure(level: str = "INFO", stream: TextIO | None = None, **context: obje
     (default stderr); `context` is bound to every event."""
     stream = stream or sys.stderr
     numeric = logging.getLevelName(level.upper())
-    logging.basicConfig(stream=stream, level=numeric, format="%(message)s", force=True)
     # botocore's own chatter is rarely what an operator wants at INFO.
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
@@ -26,14 +25,21 @@ def configure(level: str = "INFO", stream: TextIO | None = None, **context: obje
         if stream.isatty()
         else structlog.processors.JSONRenderer()
     )
+    stamp = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    # Libraries' stdlib records (botocore, uvicorn) become the same JSON lines.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *stamp],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    ))
+    logging.basicConfig(handlers=[handler], level=numeric, force=True)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*stamp, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=True,

@@ -1,5 +1,10 @@
 """The whole pipeline with the real KCL MultiLangDaemon: producer -> Kinesis
--> consumer -> DynamoDB, S3, PostgreSQL. The daemon starts once for the module."""
+-> consumer -> DynamoDB, S3, PostgreSQL. The daemon starts once for the module.
+
+The tests run in file order: the first ones judge the sinks after one replay
+of the sample; the last two add to them (a second replay, then the same CSV
+through the HTTP API under another source id).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +17,16 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import psycopg2
 import pytest
 
 from local_stack import census
 from producer.csv_source import read_rows
 from retail_stream import aws
-from retail_stream.schema import InvalidRecord, parse_row
+from retail_stream.schema import InvalidRecord, event_id, parse_row
 from retail_stream.settings import Settings
+from tests.api_server import running_api
 from tests.conftest import free_ports, running_stack
 from tests.report_oracle import amount, expected_views, kind, read_views
 
@@ -205,3 +212,53 @@ def test_a_second_replay_changes_no_row_count(pipeline):
     assert after.dynamodb_items == before.dynamodb_items
     assert after.redshift_rows == after.redshift_distinct_events == before.redshift_rows
     assert after.s3_distinct_events == before.s3_distinct_events
+
+
+API_SOURCES = ("via-api.csv", "posted.csv")
+
+
+def test_a_csv_through_the_http_api_reaches_every_sink(pipeline):
+    """The sample again, through `python -m api`: once replayed by the
+    producer with --via-api, once posted as a CSV body. Every valid row is in
+    every sink under the API's source ids, and the API reads them back."""
+    valid, invalid = expected_records()
+    env = {**pipeline.env, "API_MAX_ITEMS": "2000"}  # the whole sample in one request
+    with running_api(env, pipeline.tmp / "api.log") as url:
+        replayed = pipeline.produce(str(CSV), "--via-api", url, "--source-id", API_SOURCES[0],
+                                    "--rejects", str(pipeline.tmp / "rejects-api.jsonl"))
+        posted = httpx.post(f"{url}/transactions", params={"source": API_SOURCES[1]}, content=CSV.read_bytes(),
+                            headers={"Content-Type": "text/csv"}, timeout=60).json()
+        assert (replayed["sent"], replayed["rejected"], replayed["api"]) == (len(valid), invalid, url)
+        assert (posted["accepted"], posted["rejected"], posted["failed"]) == (len(valid), invalid, 0)
+        wait_until(pipeline.drained, 180, "the API's records to be checkpointed")
+
+        invoices = {event_id(source, r.line): r.invoice_no for source in API_SOURCES for r in valid.values()}
+        assert {r["event_id"] for r in posted["results"] if r["status"] == "accepted"} <= invoices.keys()
+        settings = pipeline.settings
+        _, raw = census.s3_lines(settings, settings.s3_raw_prefix)
+        assert invoices.keys() <= {json.loads(line)["event_id"] for line in raw}
+        with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
+            cur.execute("SELECT event_id FROM retail.transactions WHERE source = ANY(%s)", (list(API_SOURCES),))
+            assert sorted(row[0] for row in cur.fetchall()) == sorted(invoices)
+        conn.close()
+        client = aws.client("dynamodb", settings)
+        keys = [{"invoice_no": {"S": invoice}, "event_id": {"S": key}} for key, invoice in invoices.items()]
+        for start in range(0, len(keys), 100):  # BatchGetItem's limit
+            request = {settings.dynamodb_table: {"Keys": keys[start:start + 100]}}
+            found = client.batch_get_item(RequestItems=request)["Responses"][settings.dynamodb_table]
+            assert len(found) == len(keys[start:start + 100])
+
+        # The API reads back a customer's transactions from all three sources.
+        customer = max({r.customer_id for r in valid.values() if r.customer_id},
+                       key=lambda c: sum(r.customer_id == c for r in valid.values()))
+        items, cursor = [], None
+        while True:
+            page = httpx.get(f"{url}/customers/{customer}/transactions",
+                             params={"limit": 50, **({"cursor": cursor} if cursor else {})}).json()
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+    assert len(items) == 3 * sum(r.customer_id == customer for r in valid.values())
+    assert [i["invoice_date"] for i in items] == sorted((i["invoice_date"] for i in items), reverse=True)
+
