@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+import msgspec
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg2 import sql
@@ -122,28 +123,31 @@ class RedshiftCopy:
         )
 
 
+# COPY text format: backslash, tab and line breaks escaped; NULL is \N.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
+# Numbers keep their exact text: a float's digits as written, never a float.
+_ndjson = msgspec.json.Decoder(float_hook=str)
+
+
 def _copy_text(value: object) -> str:
     """One value in PostgreSQL's COPY text format."""
     if value is None:
         return "\\N"
     if value is True or value is False:
         return "t" if value else "f"
-    return (
-        str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    )
+    text = value if type(value) is str else str(value)
+    # Most values need no escaping; searching first is what makes that cheap.
+    return text.translate(_COPY_ESCAPES) if _NEEDS_ESCAPE.search(text) else text
 
 
 def ndjson_to_copy_text(body: bytes, fields: tuple[str, ...]) -> str:
     """Apply JSONPaths to gzip'd NDJSON, as Redshift would, giving COPY text
     rows. Numbers keep their exact text (no float round trip). Pure."""
-    out = io.StringIO()
-    for line in gzip.decompress(body).splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line, parse_float=str, parse_int=str)
-        out.write("\t".join(_copy_text(row.get(f)) for f in fields))
-        out.write("\n")
-    return out.getvalue()
+    lines = _ndjson.decode_lines(gzip.decompress(body))
+    rows = ["\t".join([_copy_text(row.get(f)) for f in fields]) for row in lines]
+    rows.append("")  # every row ends with a newline
+    return "\n".join(rows)
 
 
 class LocalCopy:

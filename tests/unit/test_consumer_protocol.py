@@ -7,7 +7,7 @@ import pytest
 
 from consumer.buffer import FlushPolicy, ShardBuffer
 from consumer.pipeline import RetryPolicy, ShardPipeline
-from consumer.record_processor import EXIT_NOT_DURABLE, RecordProcessor
+from consumer.record_processor import EXIT_NOT_DURABLE, RecordProcessor, kcl_process, load_action, to_stream_record
 from amazon_kclpy import kcl
 from tests.unit.consumer_fakes import RecordingSink, kcl_record, stream_record
 
@@ -24,7 +24,7 @@ def run(messages: list[dict], sinks, max_records=2, deadline=0.0, sleeps=None):
 
     stdin = io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
     stdout, stderr = io.StringIO(), io.StringIO()
-    process = kcl.KCLProcess(RecordProcessor(build), stdin, stdout, stderr)
+    process = kcl_process(RecordProcessor(build), stdin, stdout, stderr)
     exit_code = None
     try:
         process.run()
@@ -116,3 +116,26 @@ def test_a_batch_that_cannot_be_made_durable_ends_the_process():
     assert code == EXIT_NOT_DURABLE
     assert not any(m["action"] == "checkpoint" for m in out)
     assert {"action": "status", "responseFor": "processRecords"} not in out
+
+
+@pytest.mark.parametrize("message", [
+    records(1, 2, 3),
+    {"action": "processRecords", "millisBehindLatest": 5, "records": [
+        {**kcl_record(7, b"\x00\xffnot json"), "subSequenceNumber": None, "approximateArrivalTimestamp": 1.7e12},
+        {**kcl_record(8, b""), "subSequenceNumber": 3},
+    ]},
+    {"action": "processRecords", "millisBehindLatest": None, "records": []},
+])
+def test_process_records_decoded_fast_equal_the_librarys_records(message):
+    line = json.dumps(message)
+    library = kcl._IOHandler(None, None, None).load_action
+    fast, slow = load_action(line, library), library(line)
+    assert type(fast) is type(slow) and fast.action == "processRecords"
+    assert fast.records == [to_stream_record(r) for r in slow.records]
+    assert fast.millis_behind_latest == slow.millis_behind_latest
+
+
+def test_every_other_message_goes_the_librarys_way():
+    library = kcl._IOHandler(None, None, None).load_action
+    for message in (init(), ack(4), {"action": "shutdownRequested"}, {"action": "leaseLost"}):
+        assert type(load_action(json.dumps(message), library)) is type(library(json.dumps(message)))

@@ -1,0 +1,211 @@
+"""The record processor alone: its CPU cost per record and its peak memory.
+
+The whole processor runs, as the MultiLangDaemon drives it: amazon_kclpy's
+KCLProcess reads processRecords messages (JSON, base64 data) and answers
+checkpoints, our RecordProcessor decodes and validates each record, buffers
+it, and flushes batches through the real sinks, which serialize for
+DynamoDB (items), S3 (gzip NDJSON) and the warehouse (COPY text, the local
+dialect, the heavier one). Only the sinks' clients are fakes that record the
+calls, so what is measured is the processor's own work.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import resource
+import time
+from dataclasses import dataclass
+
+
+from consumer.buffer import FlushPolicy, ShardBuffer
+from consumer.pipeline import ShardPipeline
+from consumer.record_processor import RecordProcessor, kcl_process
+from consumer.sinks.dead_letters import DeadLetterSink
+from consumer.sinks.dynamodb import DynamoDBSink
+from consumer.sinks.raw_zone import RawZoneSink
+from consumer.sinks.warehouse import LocalCopy, Target, WarehouseSink, jsonpaths_fields
+from consumer.wiring import jsonpaths_document
+from retail_stream.schema import encode
+from retail_stream.settings import Settings
+
+SHARD = "shardId-000000000000"
+RECORDS_PER_MESSAGE = 1000  # what one GetRecords call hands the daemon, give or take
+
+
+class RecordingDynamoDB:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def batch_write_item(self, RequestItems):
+        self.calls += 1
+        return {}
+
+
+class RecordingS3:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.puts = 0
+
+    def put_object(self, Bucket, Key, Body, **_):
+        self.puts += 1
+        self.objects[Key] = Body
+        return {}
+
+    def get_object(self, Bucket, Key):
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+
+class RecordingCursor:
+    rowcount = 0
+
+    def __init__(self, connection: "RecordingConnection") -> None:
+        self._connection = connection
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def execute(self, statement, params=None):
+        self._connection.statements += 1
+
+    def fetchone(self):
+        return None  # the ledger has never seen the object
+
+    def copy_expert(self, statement, file):
+        self._connection.copies += 1
+        self.rowcount = file.read().count("\n")
+
+
+class RecordingConnection:
+    closed = False
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self.copies = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def cursor(self):
+        return RecordingCursor(self)
+
+
+@dataclass
+class Recorders:
+    dynamodb: RecordingDynamoDB
+    s3: RecordingS3
+    warehouse: RecordingConnection
+
+
+def recording_sinks(settings: Settings) -> tuple[list, Recorders]:
+    """The consumer's sinks, in wiring.build_sinks' order, over recording clients."""
+    recorders = Recorders(RecordingDynamoDB(), RecordingS3(), RecordingConnection())
+    raw_zone = RawZoneSink(recorders.s3, settings.s3_bucket, settings.s3_raw_prefix)
+    fields = jsonpaths_fields(jsonpaths_document())
+    target = Target(settings.warehouse_schema, settings.warehouse_table, fields)
+    warehouse = WarehouseSink(lambda: recorders.warehouse, target, LocalCopy(target, recorders.s3, fields),
+                              settings.s3_bucket, raw_zone.key_for)
+    sinks = [
+        DynamoDBSink(recorders.dynamodb, settings.dynamodb_table),
+        raw_zone,
+        warehouse,
+        DeadLetterSink(recorders.s3, settings.s3_bucket, settings.s3_dead_letter_prefix),
+    ]
+    return sinks, recorders
+
+
+class ScriptedDaemon:
+    """Both ends of the protocol pipe: hands out the daemon's messages line by
+    line and answers every checkpoint request the processor writes at once."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self._lines = lines
+        self._next = 0
+        self._pending_ack: str | None = None
+        self.checkpoints = 0
+
+    def readline(self) -> str:
+        if self._pending_ack is not None:
+            ack, self._pending_ack = self._pending_ack, None
+            return ack
+        if self._next == len(self._lines):
+            return ""
+        self._next += 1
+        return self._lines[self._next - 1]
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            if line.startswith('{"action": "checkpoint"'):
+                request = json.loads(line)
+                self.checkpoints += 1
+                self._pending_ack = json.dumps({"action": "checkpoint", "sequenceNumber": request["sequenceNumber"],
+                                                "subSequenceNumber": request["subSequenceNumber"]}) + "\n"
+
+    def flush(self) -> None:
+        pass
+
+
+def daemon_lines(payloads: list[bytes], arrival_ms: int = 1_700_000_000_000) -> list[str]:
+    """The MultiLangDaemon's messages for one shard: initialize, the records in
+    processRecords messages, then shutdownRequested."""
+    lines = [json.dumps({"action": "initialize", "shardId": SHARD, "sequenceNumber": "TRIM_HORIZON",
+                         "subSequenceNumber": 0})]
+    for start in range(0, len(payloads), RECORDS_PER_MESSAGE):
+        records = [
+            {"action": "record", "data": base64.b64encode(data).decode(), "partitionKey": "c17850",
+             "sequenceNumber": str(49_000_000_000 + start + i), "subSequenceNumber": 0,
+             "approximateArrivalTimestamp": arrival_ms}
+            for i, data in enumerate(payloads[start:start + RECORDS_PER_MESSAGE])
+        ]
+        lines.append(json.dumps({"action": "processRecords", "millisBehindLatest": 0, "records": records}))
+    lines.append(json.dumps({"action": "shutdownRequested"}))
+    return [line + "\n" for line in lines]
+
+
+@dataclass(frozen=True)
+class ProcessorRun:
+    records: int
+    cpu_seconds: float
+    wall_seconds: float
+    checkpoints: int
+    dynamodb_calls: int
+    s3_objects: int
+    copies: int
+
+    @property
+    def us_per_record(self) -> float:
+        return self.cpu_seconds / self.records * 1e6
+
+
+def run_processor(payloads: list[bytes], settings: Settings) -> ProcessorRun:
+    """Drive the whole processor over `payloads` (one shard); blocking."""
+    sinks, recorders = recording_sinks(settings)
+    policy = FlushPolicy(settings.flush_max_records, settings.flush_max_bytes, settings.flush_max_age_seconds)
+
+    def build(shard_id: str) -> ShardPipeline:
+        return ShardPipeline(ShardBuffer(shard_id, policy), sinks)
+
+    daemon = ScriptedDaemon(daemon_lines(payloads))
+    process = kcl_process(RecordProcessor(build), input_file=daemon, output_file=daemon,
+                             error_file=io.StringIO())
+    cpu, wall = time.process_time(), time.perf_counter()
+    process.run()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return ProcessorRun(len(payloads), cpu, wall, daemon.checkpoints, recorders.dynamodb.calls,
+                        recorders.s3.puts, recorders.warehouse.copies)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def payloads_of(records) -> list[bytes]:
+    return [encode(r) for r in records]
