@@ -4,6 +4,7 @@ hadolint, the Compose specification's schema, and what the podman runner of
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,31 @@ def test_the_consumer_runs_as_the_compose_file_says():
     assert "127.0.0.1:1234:4566" in project.run_argv("emulator")
     assert project.build_argv("init") is None
     assert project.run_argv("init")[-5:] == ["retail-stream/emulator:latest", "python", "-m", "local_stack", "provision"]
+
+
+def test_the_api_runs_as_the_compose_file_says():
+    project = Project.load(COMPOSE, "t", {"API_PORT": "1234"})
+    argv = project.run_argv("api")
+    assert "127.0.0.1:1234:8080" == argv[argv.index("--publish") + 1]
+    assert "--read-only" in argv and ["--tmpfs", "/tmp"] == argv[argv.index("--tmpfs"):][:2]
+    assert ["--stop-timeout", "30"] == argv[argv.index("--stop-timeout"):][:2]
+    assert "AWS_ENDPOINT_URL=http://emulator:4566" in argv
+    health = json.loads(argv[argv.index("--health-cmd") + 1])
+    assert health[:2] == ["python", "-c"] and "http://127.0.0.1:8080/healthz" in health[2]
+    assert argv[-1] == "retail-stream/api:latest"
+    assert dependencies(project.services["api"]) == {"init": "service_completed_successfully"}
+    build = project.build_argv("api")
+    assert build[build.index("--target") + 1] == "api"
+    assert "127.0.0.1:8080:8080" in Project.load(COMPOSE, "t", {}).run_argv("api")
+
+
+def test_prometheus_finds_the_api_in_the_compose_targets():
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "retail-api"]
+    (files,) = [sd["files"] for sd in job["file_sd_configs"]]
+    assert files == ["targets/api.json"]
+    targets = json.loads((ROOT / "deploy" / "prometheus" / "targets-compose" / "api.json").read_text())
+    assert targets == [{"targets": ["api:8080"]}]
 
 
 def test_volumes_are_the_projects_and_bind_mounts_are_absolute():
