@@ -1,8 +1,9 @@
 """docker-compose.yml as shipped, built and run with podman, the consumer
-scaled to two: the sample replay reaches every sink once, both consumers
-share the shards, their lag reaches Prometheus, every image runs as a non-root
-user on a read-only root, and SIGTERM stops a consumer cleanly inside its stop
-timeout. `make container-test` runs this module."""
+scaled to two: the sample replay and a CSV posted to the HTTP API reach every
+sink once, the API reads the posted rows back from DynamoDB, both consumers
+share the shards, their lag reaches Prometheus, which scrapes the API too,
+every image runs as a non-root user on a read-only root, and SIGTERM stops a
+consumer cleanly inside its stop timeout. `make container-test` runs this module."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import os
 import shutil
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -31,15 +33,26 @@ CSV = ROOT / "data" / "TestSample.csv"
 # Grafana is the upstream image and no registry is reachable here; it is the
 # one service not started (its provisioning is checked in tests/unit/test_dashboard.py).
 NOT_STARTED_HERE = {"grafana"}
-OWN_IMAGES = ["emulator", "postgres", "consumer", "producer", "prometheus"]
+OWN_IMAGES = ["emulator", "postgres", "consumer", "producer", "api", "prometheus"]
 DRAIN_TIMEOUT = 240
 CONSUMERS = 2
+API_HEALTH_TIMEOUT = 120
+# Posted to the API as a CSV body; the customer is not in the sample, so its
+# transactions are exactly these rows.
+API_SOURCE = "container-api"
+API_CUSTOMER = 99901
+API_CSV = (
+    "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    f"990001,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/9/2011 12:50,2.55,{API_CUSTOMER}.0,France\n"
+    f"990002,71053,WHITE METAL LANTERN,2,12/9/2011 12:55,3.39,{API_CUSTOMER}.0,France\n"
+)
+API_ROWS = API_CSV.count("\n") - 1
 
 
 @pytest.fixture(scope="module")
 def ports() -> dict[str, int]:
     """Host ports of the published services, free ones so a running local stack does not clash."""
-    return dict(zip(("emulator", "postgres", "prometheus"), free_ports(3)))
+    return dict(zip(("emulator", "postgres", "prometheus", "api"), free_ports(4)))
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +96,30 @@ def sinks(stack, ports):
         os.environ.update(saved)
 
 
+def http(method: str, url: str, body: bytes | None = None, content_type: str | None = None) -> tuple[int, dict]:
+    """(status, JSON body) of one request; an error status is an answer, not an exception."""
+    request = urllib.request.Request(url, data=body, method=method)
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def posted(stack, ports) -> dict:
+    """The API's answer to the CSV posted once, when it is healthy, before
+    anything waits for the drain: the expected counts include its rows."""
+    stack.wait_for("api", "service_healthy", API_HEALTH_TIMEOUT)
+    query = urllib.parse.urlencode({"source": API_SOURCE})
+    status, answer = http("POST", f"http://127.0.0.1:{ports['api']}/transactions?{query}",
+                          API_CSV.encode(), "text/csv")
+    assert status == 202, (status, answer)
+    return answer
+
+
 def rejected_rows(stack) -> list[dict]:
     """The producer's rejects file, inside its container (none yet: empty)."""
     rejects = stack.exec("producer", "cat", "/tmp/rejects.jsonl")
@@ -90,8 +127,9 @@ def rejected_rows(stack) -> list[dict]:
 
 
 def expected_rows(stack) -> int:
-    """Valid rows of the replay: the CSV's rows less those the producer set aside."""
-    return count_source_rows(CSV) - len(rejected_rows(stack))
+    """Valid rows: the replay's (the CSV's rows less those the producer set
+    aside) and those posted to the API (all valid)."""
+    return count_source_rows(CSV) - len(rejected_rows(stack)) + API_ROWS
 
 
 def wait_drained(stack, settings: Settings) -> census.Census:
@@ -111,7 +149,7 @@ def prometheus_query(port: int, query: str) -> list[dict]:
         return json.load(response)["data"]["result"]
 
 
-def test_the_sample_replay_lands_once_in_every_sink(stack, sinks):
+def test_the_sample_replay_lands_once_in_every_sink(stack, sinks, posted):
     found = wait_drained(stack, sinks)
     rejected = rejected_rows(stack)
     assert rejected and all(r.get("reason") for r in rejected), rejected[:3]
@@ -123,7 +161,24 @@ def test_the_sample_replay_lands_once_in_every_sink(stack, sinks):
     assert found.dead_lettered == 0
 
 
-def test_prometheus_scrapes_the_consumers_lag_per_shard(stack, sinks, ports):
+def test_the_api_takes_a_csv_and_reads_the_customer_back(stack, sinks, posted, ports):
+    assert (posted["source"], posted["items"], posted["accepted"]) == (API_SOURCE, API_ROWS, API_ROWS), posted
+    event_ids = {item["event_id"] for item in posted["results"]}
+    wait_drained(stack, sinks)
+    status, page = http("GET", f"http://127.0.0.1:{ports['api']}/customers/{API_CUSTOMER}/transactions")
+    assert status == 200, page
+    items = page["items"]
+    assert {item["event_id"] for item in items} == event_ids, page
+    # Newest first, each as posted.
+    assert [item["invoice_no"] for item in items] == ["990002", "990001"], page
+    assert all(item["source"] == API_SOURCE and item["customer_id"] == API_CUSTOMER for item in items), page
+    assert [item["unit_price"] for item in items] == ["3.39", "2.55"], page
+    assert page["next_cursor"] is None
+    status, invoice = http("GET", f"http://127.0.0.1:{ports['api']}/invoices/990001")
+    assert status == 200 and [item["stock_code"] for item in invoice["items"]] == ["85123A"], invoice
+
+
+def test_prometheus_scrapes_the_consumers_lag_per_shard(stack, sinks, posted, ports):
     wait_drained(stack, sinks)
     deadline = time.monotonic() + 60
     query = functools.partial(prometheus_query, ports["prometheus"])
@@ -136,10 +191,15 @@ def test_prometheus_scrapes_the_consumers_lag_per_shard(stack, sinks, ports):
     assert processed and float(processed[0]["value"][1]) >= expected_rows(stack)
     # Every replica is scraped, found by the service's name.
     up = sorted((s["metric"]["job"], s["value"][1]) for s in query("up"))
-    assert up == [("retail-consumer", "1")] * CONSUMERS + [("retail-producer", "1")], up
+    assert up == [("retail-api", "1")] + [("retail-consumer", "1")] * CONSUMERS + [("retail-producer", "1")], up
+    # The API's own counters: the items of the POST above, in the next scrape at the latest.
+    deadline = time.monotonic() + 30
+    while not (accepted := query('sum(retail_api_items_total{status="accepted"})')) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert accepted and float(accepted[0]["value"][1]) == API_ROWS, accepted
 
 
-def test_the_consumers_share_the_shards(stack, sinks):
+def test_the_consumers_share_the_shards(stack, sinks, posted):
     wait_drained(stack, sinks)
     leases = aws.client("dynamodb", sinks).scan(TableName=sinks.kcl_application_name)["Items"]
     owners = {lease["leaseOwner"]["S"] for lease in leases if "leaseOwner" in lease}
@@ -155,7 +215,7 @@ def test_every_image_runs_as_a_non_root_user_on_a_read_only_root(stack, service)
     assert written.returncode != 0 and "Read-only file system" in written.stderr, written
 
 
-def test_sigterm_stops_the_consumer_cleanly_within_its_stop_timeout(stack, sinks):
+def test_sigterm_stops_the_consumer_cleanly_within_its_stop_timeout(stack, sinks, posted):
     wait_drained(stack, sinks)
     container = stack.project.container("consumer")
     timeout = int(stack.podman("inspect", "--format", "{{.Config.StopTimeout}}", container).stdout)
