@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import resource
 import time
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
+
+import msgspec
 
 from consumer.buffer import FlushPolicy, ShardBuffer
 from consumer.pipeline import ShardPipeline
@@ -25,9 +29,9 @@ from consumer.record_processor import RecordProcessor, kcl_process
 from consumer.sinks.dead_letters import DeadLetterSink
 from consumer.sinks.dynamodb import DynamoDBSink
 from consumer.sinks.raw_zone import RawZoneSink
-from consumer.sinks.warehouse import LocalCopy, Target, WarehouseSink, jsonpaths_fields
+from consumer.sinks.warehouse import LocalCopy, RedshiftCopy, Target, WarehouseSink, jsonpaths_fields
 from consumer.wiring import jsonpaths_document
-from retail_stream.schema import encode
+from retail_stream.schema import encode, event_id
 from retail_stream.settings import Settings
 
 SHARD = "shardId-000000000000"
@@ -37,9 +41,11 @@ RECORDS_PER_MESSAGE = 1000  # what one GetRecords call hands the daemon, give or
 class RecordingDynamoDB:
     def __init__(self) -> None:
         self.calls = 0
+        self.items = 0
 
     def batch_write_item(self, RequestItems):
         self.calls += 1
+        self.items += sum(len(requests) for requests in RequestItems.values())
         return {}
 
 
@@ -71,6 +77,8 @@ class RecordingCursor:
 
     def execute(self, statement, params=None):
         self._connection.statements += 1
+        if "COPY" in str(statement)[:120]:
+            self._connection.copies += 1
 
     def fetchone(self):
         return None  # the ledger has never seen the object
@@ -104,14 +112,19 @@ class Recorders:
     warehouse: RecordingConnection
 
 
-def recording_sinks(settings: Settings) -> tuple[list, Recorders]:
-    """The consumer's sinks, in wiring.build_sinks' order, over recording clients."""
+def recording_sinks(settings: Settings, dialect: str) -> tuple[list, Recorders]:
+    """The consumer's sinks, in wiring.build_sinks' order, over recording
+    clients. `dialect` "redshift": the COPY is one statement (Redshift reads
+    the object); "postgres": the processor reads it back and makes COPY text."""
     recorders = Recorders(RecordingDynamoDB(), RecordingS3(), RecordingConnection())
     raw_zone = RawZoneSink(recorders.s3, settings.s3_bucket, settings.s3_raw_prefix)
     fields = jsonpaths_fields(jsonpaths_document())
     target = Target(settings.warehouse_schema, settings.warehouse_table, fields)
-    warehouse = WarehouseSink(lambda: recorders.warehouse, target, LocalCopy(target, recorders.s3, fields),
-                              settings.s3_bucket, raw_zone.key_for)
+    if dialect == "redshift":
+        loader = RedshiftCopy(target, "arn:aws:iam::123456789012:role/bench", settings.jsonpaths_uri)
+    else:
+        loader = LocalCopy(target, recorders.s3, fields)
+    warehouse = WarehouseSink(lambda: recorders.warehouse, target, loader, settings.s3_bucket, raw_zone.key_for)
     sinks = [
         DynamoDBSink(recorders.dynamodb, settings.dynamodb_table),
         raw_zone,
@@ -125,9 +138,8 @@ class ScriptedDaemon:
     """Both ends of the protocol pipe: hands out the daemon's messages line by
     line and answers every checkpoint request the processor writes at once."""
 
-    def __init__(self, lines: list[str]) -> None:
-        self._lines = lines
-        self._next = 0
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
         self._pending_ack: str | None = None
         self.checkpoints = 0
 
@@ -135,10 +147,7 @@ class ScriptedDaemon:
         if self._pending_ack is not None:
             ack, self._pending_ack = self._pending_ack, None
             return ack
-        if self._next == len(self._lines):
-            return ""
-        self._next += 1
-        return self._lines[self._next - 1]
+        return next(self._lines, "")
 
     def write(self, text: str) -> None:
         for line in text.splitlines():
@@ -152,21 +161,24 @@ class ScriptedDaemon:
         pass
 
 
-def daemon_lines(payloads: list[bytes], arrival_ms: int = 1_700_000_000_000) -> list[str]:
-    """The MultiLangDaemon's messages for one shard: initialize, the records in
+def daemon_lines(payloads: Iterable[bytes], arrival_ms: int = 1_700_000_000_000) -> Iterator[str]:
+    """The MultiLangDaemon's messages for one shard, made as they are read (one
+    message in memory at a time, as from a pipe): initialize, the records in
     processRecords messages, then shutdownRequested."""
-    lines = [json.dumps({"action": "initialize", "shardId": SHARD, "sequenceNumber": "TRIM_HORIZON",
-                         "subSequenceNumber": 0})]
-    for start in range(0, len(payloads), RECORDS_PER_MESSAGE):
+    yield json.dumps({"action": "initialize", "shardId": SHARD, "sequenceNumber": "TRIM_HORIZON",
+                      "subSequenceNumber": 0}) + "\n"
+    payloads = iter(payloads)
+    start = 0
+    while chunk := list(itertools.islice(payloads, RECORDS_PER_MESSAGE)):
         records = [
             {"action": "record", "data": base64.b64encode(data).decode(), "partitionKey": "c17850",
              "sequenceNumber": str(49_000_000_000 + start + i), "subSequenceNumber": 0,
              "approximateArrivalTimestamp": arrival_ms}
-            for i, data in enumerate(payloads[start:start + RECORDS_PER_MESSAGE])
+            for i, data in enumerate(chunk)
         ]
-        lines.append(json.dumps({"action": "processRecords", "millisBehindLatest": 0, "records": records}))
-    lines.append(json.dumps({"action": "shutdownRequested"}))
-    return [line + "\n" for line in lines]
+        start += len(chunk)
+        yield json.dumps({"action": "processRecords", "millisBehindLatest": 0, "records": records}) + "\n"
+    yield json.dumps({"action": "shutdownRequested"}) + "\n"
 
 
 @dataclass(frozen=True)
@@ -184,21 +196,27 @@ class ProcessorRun:
         return self.cpu_seconds / self.records * 1e6
 
 
-def run_processor(payloads: list[bytes], settings: Settings) -> ProcessorRun:
-    """Drive the whole processor over `payloads` (one shard); blocking."""
-    sinks, recorders = recording_sinks(settings)
+def run_processor(
+    payloads: Iterable[bytes], settings: Settings, dialect: str = "redshift", *, streamed: bool = False
+) -> ProcessorRun:
+    """Drive the whole processor over `payloads` (one shard); blocking. The
+    daemon's messages are made before the clock starts, or with `streamed`
+    as they are read (for memory: one message at a time, as from the pipe;
+    the CPU time then includes making them)."""
+    sinks, recorders = recording_sinks(settings, dialect)
     policy = FlushPolicy(settings.flush_max_records, settings.flush_max_bytes, settings.flush_max_age_seconds)
 
     def build(shard_id: str) -> ShardPipeline:
         return ShardPipeline(ShardBuffer(shard_id, policy), sinks)
 
-    daemon = ScriptedDaemon(daemon_lines(payloads))
+    lines = daemon_lines(payloads)
+    daemon = ScriptedDaemon(lines if streamed else list(lines))
     process = kcl_process(RecordProcessor(build), input_file=daemon, output_file=daemon,
                              error_file=io.StringIO())
     cpu, wall = time.process_time(), time.perf_counter()
     process.run()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return ProcessorRun(len(payloads), cpu, wall, daemon.checkpoints, recorders.dynamodb.calls,
+    return ProcessorRun(recorders.dynamodb.items, cpu, wall, daemon.checkpoints, recorders.dynamodb.calls,
                         recorders.s3.puts, recorders.warehouse.copies)
 
 
@@ -209,3 +227,32 @@ def peak_rss_mb() -> float:
 
 def payloads_of(records) -> list[bytes]:
     return [encode(r) for r in records]
+
+
+def main() -> None:
+    """`python -m bench.processor ROWS`: one run in a fresh process, the
+    messages streamed as from the daemon's pipe; prints one JSON line with
+    the peak memory before and after the run."""
+    import sys
+
+    from bench.data import SAMPLE, valid_records
+    from retail_stream import logs
+
+    rows = int(sys.argv[1])
+    logs.configure("WARNING", io.StringIO())
+    settings = Settings.from_env()
+    sample = valid_records(SAMPLE, "rss")
+
+    def payloads() -> Iterator[bytes]:
+        for n in range(rows):
+            template = sample[n % len(sample)]
+            yield encode(msgspec.structs.replace(template, line=n + 1, event_id=event_id("rss", n + 1)))
+
+    before = peak_rss_mb()
+    run = run_processor(payloads(), settings, settings.warehouse_dialect, streamed=True)
+    print(json.dumps({"records": run.records, "dialect": settings.warehouse_dialect, "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+                      "flush_max_records": settings.flush_max_records, "flush_max_bytes": settings.flush_max_bytes}))
+
+
+if __name__ == "__main__":
+    main()

@@ -76,13 +76,14 @@ class Transaction(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError("invoice_date must carry no time zone")
         if self.line < 1:
             raise ValueError("line must be positive")
-        for name in ("invoice_no", "stock_code"):
-            if len(getattr(self, name).encode()) > KEY_MAX_BYTES:
+        for name, value in (("invoice_no", self.invoice_no), ("stock_code", self.stock_code)):
+            # A character is at most 4 bytes: a short value needs no encoding to pass.
+            if len(value) * 4 > KEY_MAX_BYTES and len(value.encode()) > KEY_MAX_BYTES:
                 raise ValueError(f"{name} longer than {KEY_MAX_BYTES} bytes")
-        for name in ("invoice_no", "stock_code", "description", "country", "source"):
-            value = getattr(self, name)
-            if value and _CONTROL.search(value):
-                raise ValueError(f"{name} contains a control character")
+        texts = (self.invoice_no, self.stock_code, self.description or "", self.country or "", self.source)
+        if _CONTROL.search("".join(texts)):  # one scan for all; only a bad record looks for which
+            name = next(n for n, v in zip(_TEXT_FIELDS, texts) if _CONTROL.search(v))
+            raise ValueError(f"{name} contains a control character")
 
     @property
     def partition_key(self) -> str:
@@ -102,6 +103,7 @@ def _check_price(price: Decimal) -> None:
 
 
 _PRICE_STEP = Decimal(1).scaleb(-PRICE_MAX_DECIMALS)
+_TEXT_FIELDS = ("invoice_no", "stock_code", "description", "country", "source")
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 _decoder = msgspec.json.Decoder(Transaction)

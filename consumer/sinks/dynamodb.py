@@ -17,7 +17,7 @@ import datetime as dt
 import random
 import time
 from decimal import Decimal, InvalidOperation
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -89,12 +89,14 @@ def _optional_int(value: str | None) -> int | None:
     return None if value is None else int(value)
 
 
-def write_requests(records: Iterable[Transaction]) -> list[list[dict]]:
+def write_requests(records: Iterable[Transaction]) -> Iterator[list[dict]]:
     """PutRequests in calls of at most 25, each key once in the whole batch
-    (DynamoDB refuses a call that names a key twice; the later row wins). Pure."""
-    unique = {(r.invoice_no, r.event_id): r for r in records}
-    requests = [{"PutRequest": {"Item": to_item(r)}} for r in unique.values()]
-    return [requests[i : i + MAX_ITEMS_PER_CALL] for i in range(0, len(requests), MAX_ITEMS_PER_CALL)]
+    (DynamoDB refuses a call that names a key twice; the later row wins).
+    Pure; lazy: each call's items are made only when it is due, so a flush
+    never holds a whole batch's items at once."""
+    unique = list({(r.invoice_no, r.event_id): r for r in records}.values())
+    for start in range(0, len(unique), MAX_ITEMS_PER_CALL):
+        yield [{"PutRequest": {"Item": to_item(r)}} for r in unique[start : start + MAX_ITEMS_PER_CALL]]
 
 
 class DynamoDBSink:
@@ -116,10 +118,11 @@ class DynamoDBSink:
         self._sleep = sleep
 
     def write(self, batch: Batch) -> int:
-        calls = write_requests(batch.records)
-        for call in calls:
+        written = 0
+        for call in write_requests(batch.records):
             self._write_call(call)
-        return sum(len(call) for call in calls)
+            written += len(call)
+        return written
 
     def _write_call(self, requests: list[dict]) -> None:
         pending = {self._table: requests}

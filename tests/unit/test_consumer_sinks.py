@@ -39,7 +39,7 @@ def test_item_price_is_never_in_exponent_form():
 
 def test_write_requests_chunks_by_25_and_never_repeats_a_key():
     records = [transaction(i) for i in range(1, 61)] + [transaction(5)]
-    calls = write_requests(records)
+    calls = list(write_requests(records))
     assert [len(c) for c in calls] == [25, 25, 10]
     keys = [(r["PutRequest"]["Item"]["invoice_no"]["S"], r["PutRequest"]["Item"]["event_id"]["S"])
             for c in calls for r in c]

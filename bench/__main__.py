@@ -1,0 +1,168 @@
+"""`make bench`: the service against the naive way, in one run, on a
+throwaway local stack (its own folder and free ports).
+
+    producer   100,000 rows replayed (PutRecords, 500 a call)  vs  one PutRecord per row
+    consumer   draining them: KCL, batches, all three sinks,   vs  one PutItem + PutObject + INSERT
+               checkpointed                                        per record
+    processor  CPU per record (decode, validate, every sink's serialization), peak memory
+    latency    put -> readable in DynamoDB, p50 / p99, against the flush age
+
+The naive baselines run on a few thousand rows (at their pace, 100,000 would
+take the better part of an hour); every figure is a rate, so the ratios
+compare like with like. The table goes to stderr and, as the last line on
+stdout, the same figures as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import consumer, data, latency, processor, producer
+from local_stack.demo import stop
+from local_stack.ports import free_port
+from local_stack.provision import ensure_stream
+from local_stack.stack import LocalStack, project_dir
+from retail_stream import logs
+from retail_stream.settings import Settings
+
+NAIVE_STREAM = "bench-naive"
+# The consumer's flush limits are its defaults but for the age: 5 s instead
+# of 60, so the drain's last partial batches are not a minute's wait.
+FLUSH_MAX_AGE_SECONDS = 5
+PROCESSOR_RUNS = 3  # CPU time per record: the best of this many
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "unknown CPU")
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="rows the producer replays and the consumer drains")
+    parser.add_argument("--naive-rows", type=int, default=2_000, help="rows each naive baseline handles")
+    parser.add_argument("--latency-rate", type=int, default=200, help="records/s during the latency run")
+    parser.add_argument("--latency-seconds", type=float, default=30)
+    args = parser.parse_args(argv)
+    logs.configure("WARNING", service="bench")
+
+    figures: dict = {"machine": machine(), "rows": args.rows, "naive_rows": args.naive_rows}
+    stack = LocalStack(project_dir() / ".local" / "bench", 0, 0, 0)
+    stack.down(purge=True)
+    say(f"starting a local stack in {stack.state_dir}")
+    stack.up()
+    try:
+        os.environ.update(stack.environment())  # this process's own clients (baselines, census) too
+        env = {**os.environ, "FLUSH_MAX_AGE_SECONDS": str(FLUSH_MAX_AGE_SECONDS),
+               "KCL_WORKER_ID": "bench", "METRICS_PORT": str(free_port()),
+               "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")}
+        settings = Settings.from_env(env)
+        with tempfile.TemporaryDirectory(prefix="retail-bench-") as tmp:
+            figures.update(run_benches(args, settings, env, Path(tmp), stack.state_dir))
+    finally:
+        stack.down()
+    print_table(figures)
+    print(json.dumps(figures), flush=True)
+    return 0
+
+
+def run_benches(args, settings: Settings, env: dict, tmp: Path, state_dir: Path) -> dict:
+    figures: dict = {}
+    csv = data.write_csv(tmp / "bench.csv", args.rows)
+
+    say(f"producer: replaying {args.rows} rows with PutRecords")
+    batched = producer.replay(csv, env, tmp / "rejects.jsonl")
+    say(f"producer: the naive way, {args.naive_rows} rows, one PutRecord each")
+    naive_settings = dataclasses.replace(settings, stream_name=NAIVE_STREAM)
+    ensure_stream(naive_settings, shard_count=1)
+    naive_put = producer.naive_replay(csv, settings, NAIVE_STREAM, args.naive_rows)
+    figures.update(
+        producer_records_per_s=round(batched.per_second), producer_naive_records_per_s=round(naive_put.per_second),
+        producer_speedup=round(batched.per_second / naive_put.per_second, 1),
+    )
+
+    say(f"consumer: the naive way, {naive_put.records} records, PutItem + PutObject + INSERT each")
+    naive_get = consumer.naive_consume(settings, NAIVE_STREAM, args.naive_rows)
+    say(f"consumer: draining {batched.records} records through the KCL into every sink")
+    running = consumer.start_consumer(env, state_dir / "consumer.log")
+    try:
+        drained = consumer.drain(settings, running)
+        figures.update(
+            consumer_records_per_s=round(drained.throughput.per_second),
+            consumer_naive_records_per_s=round(naive_get.per_second),
+            consumer_speedup=round(drained.throughput.per_second / naive_get.per_second, 1),
+            consumer_drain_seconds=round(drained.throughput.seconds, 1),
+            copies_per_100k=round(drained.copies * 100_000 / drained.throughput.records, 1),
+            s3_objects_per_100k=round(drained.s3_objects * 100_000 / drained.throughput.records, 1),
+        )
+        say(f"latency: {args.latency_rate} records/s for {args.latency_seconds:.0f} s, put -> DynamoDB")
+        template = data.valid_records(data.SAMPLE, "latency")[0]
+        seen = latency.measure(settings, template, args.latency_rate, args.latency_seconds)
+        figures.update(latency_p50_ms=round(seen.p50_ms), latency_p99_ms=round(seen.p99_ms),
+                       latency_max_ms=round(seen.max_ms), flush_max_age_ms=FLUSH_MAX_AGE_SECONDS * 1000)
+    finally:
+        say(f"consumer stopped (status {stop(running)})")
+
+    say(f"processor: CPU per record over {args.rows} records, best of {PROCESSOR_RUNS}, both warehouse dialects")
+    payloads = processor.payloads_of(data.valid_records(csv, "processor"))
+    logs.configure("WARNING", io.StringIO(), service="bench")  # the processor's own events are not the figures
+    try:
+        for dialect in ("redshift", "postgres"):
+            best = min(processor.run_processor(payloads, settings, dialect).us_per_record
+                       for _ in range(PROCESSOR_RUNS))
+            figures[f"processor_us_per_record_{dialect}"] = round(best, 1)
+    finally:
+        logs.configure("WARNING", service="bench")
+    figures["processor_us_per_record"] = figures["processor_us_per_record_redshift"]
+    for dialect in ("redshift", "postgres"):
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.processor", str(args.rows)], stdout=subprocess.PIPE, text=True, check=True,
+            env={**env, "WAREHOUSE_DIALECT": dialect, "REDSHIFT_IAM_ROLE": "arn:aws:iam::123456789012:role/bench"},
+        ).stdout
+        figures[f"processor_peak_rss_mb_{dialect}"] = json.loads(out)["peak_rss_mb"]
+    figures["processor_peak_rss_mb"] = max(figures["processor_peak_rss_mb_redshift"],
+                                           figures["processor_peak_rss_mb_postgres"])
+    return figures
+
+
+ROWS = [
+    ("producer", "records/s, PutRecords", "producer_records_per_s", ""),
+    ("", "records/s, PutRecord per row (naive)", "producer_naive_records_per_s", ""),
+    ("", "speedup", "producer_speedup", "target >= 50x"),
+    ("consumer", "records/s, KCL to 3 sinks, checkpointed", "consumer_records_per_s", ""),
+    ("", "records/s, a write per record per sink (naive)", "consumer_naive_records_per_s", ""),
+    ("", "speedup", "consumer_speedup", "target >= 20x"),
+    ("", "COPY statements per 100k records", "copies_per_100k", "a handful"),
+    ("", "S3 objects per 100k records", "s3_objects_per_100k", ""),
+    ("processor", "CPU us/record (Redshift COPY)", "processor_us_per_record_redshift", "target <= 30"),
+    ("", "CPU us/record (local COPY FROM STDIN)", "processor_us_per_record_postgres", ""),
+    ("", "peak RSS MB, full buffer (Redshift)", "processor_peak_rss_mb_redshift", "target < 150"),
+    ("", "peak RSS MB, full buffer (local)", "processor_peak_rss_mb_postgres", "target < 150"),
+    ("latency", "put -> DynamoDB p50 ms", "latency_p50_ms", ""),
+    ("", "put -> DynamoDB p99 ms", "latency_p99_ms", ""),
+    ("", "flush age ms (configured)", "flush_max_age_ms", ""),
+]
+
+
+def print_table(figures: dict) -> None:
+    say(f"\n{figures['machine']}; {figures['rows']} rows, naive baselines {figures['naive_rows']} rows")
+    for part, what, key, target in ROWS:
+        say(f"{part:10s} {what:48s} {figures[key]:>10}  {target}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

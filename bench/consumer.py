@@ -1,0 +1,121 @@
+"""The consumer against the emulator and PostgreSQL: the real one (the KCL
+daemon, batches, every sink, checkpoints) draining the stream, against the
+naive way, every record written on its own to each sink."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+from bench.producer import Throughput
+from consumer.sinks.dynamodb import to_item
+from local_stack import census
+from retail_stream import aws
+from retail_stream.schema import decode, encode
+from retail_stream.settings import Settings
+
+NAIVE_TABLE = "naive_transactions"
+NAIVE_PREFIX = "naive"
+
+
+@dataclass(frozen=True)
+class Drain:
+    throughput: Throughput
+    copies: int
+    s3_objects: int
+
+
+def lease_table(settings: Settings) -> dict[str, dict]:
+    """The KCL's leases by shard: owner and checkpoint ({} before the table exists)."""
+    client = aws.client("dynamodb", settings)
+    try:
+        items = client.scan(TableName=settings.kcl_application_name)["Items"]
+    except client.exceptions.ResourceNotFoundException:
+        return {}
+    return {i["leaseKey"]["S"]: {"owner": i.get("leaseOwner", {}).get("S"),
+                                 "checkpoint": i.get("checkpoint", {}).get("S")} for i in items}
+
+
+def start_consumer(env: dict, log_path: Path) -> subprocess.Popen:
+    log = log_path.open("w")
+    return subprocess.Popen([sys.executable, "-m", "consumer"], env=env, stdout=log, stderr=log)
+
+
+def drain(settings: Settings, consumer: subprocess.Popen, timeout: float = 900) -> Drain:
+    """Wait for the running consumer to checkpoint every shard's last record.
+    The clock starts once it holds every lease (the daemon's start-up and
+    lease taking are not throughput), and stops at the last checkpoint."""
+    last = {shard: records[-1]["SequenceNumber"] for shard, records in census.stream_records(settings).items()
+            if records}
+    records = census.kinesis_records(settings)
+    deadline = time.monotonic() + timeout
+    leased_at = None
+    while time.monotonic() < deadline:
+        if consumer.poll() is not None:
+            raise SystemExit(f"the consumer exited with {consumer.returncode}")
+        leases = lease_table(settings)
+        if leased_at is None and last.keys() <= {s for s, lease in leases.items() if lease["owner"]}:
+            leased_at = time.perf_counter()
+        if leased_at is not None and all(leases.get(s, {}).get("checkpoint") == seq for s, seq in last.items()):
+            seconds = time.perf_counter() - leased_at
+            return Drain(Throughput(records, seconds), ledger_rows(settings), object_count(settings))
+        time.sleep(0.25)
+    raise SystemExit(f"the consumer did not drain the stream in {timeout:.0f} s")
+
+
+def ledger_rows(settings: Settings) -> int:
+    """One row per COPY that loaded an object."""
+    with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(settings.warehouse_schema, "load_ledger")))
+        (rows,) = cur.fetchone()
+    conn.close()
+    return rows
+
+
+def object_count(settings: Settings, prefix: str | None = None) -> int:
+    s3 = aws.client("s3", settings)
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=settings.s3_bucket, Prefix=(prefix or settings.s3_raw_prefix) + "/")
+    return sum(page.get("KeyCount", 0) for page in pages)
+
+
+def naive_consume(settings: Settings, stream: str, limit: int) -> Throughput:
+    """Read the stream and write each record on its own: one PutItem, one
+    PutObject and one INSERT (committed) per record, as such consumers
+    usually are. Into a table and a prefix of its own."""
+    kinesis, dynamodb, s3 = (aws.client(name, settings) for name in ("kinesis", "dynamodb", "s3"))
+    conn = psycopg2.connect(settings.warehouse_dsn)
+    schema = sql.Identifier(settings.warehouse_schema)
+    with conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} (LIKE {}.{})").format(
+            schema, sql.Identifier(NAIVE_TABLE), schema, sql.Identifier(settings.warehouse_table)))
+    insert = sql.SQL("INSERT INTO {}.{} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)").format(
+        schema, sql.Identifier(NAIVE_TABLE))
+    done = 0
+    started = time.perf_counter()
+    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator and done < limit:
+            response = kinesis.get_records(ShardIterator=iterator, Limit=1000)
+            if not response["Records"]:
+                break
+            for entry in response["Records"][: limit - done]:
+                record = decode(entry["Data"])
+                dynamodb.put_item(TableName=settings.dynamodb_table, Item=to_item(record))
+                s3.put_object(Bucket=settings.s3_bucket, Key=f"{NAIVE_PREFIX}/{entry['SequenceNumber']}.json",
+                              Body=encode(record))
+                with conn.cursor() as cur:
+                    cur.execute(insert, tuple(getattr(record, f) for f in record.__struct_fields__))
+                conn.commit()
+                done += 1
+            iterator = response.get("NextShardIterator")
+    seconds = time.perf_counter() - started
+    conn.close()
+    return Throughput(done, seconds)
