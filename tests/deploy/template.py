@@ -31,6 +31,13 @@ EXAMPLE_PARAMETERS = {
         f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:retail-stream/warehouse-dsn-AbC123"
     ),
     "BucketName": "retail-raw-example",
+    "ApiIngressCidr": "10.0.0.0/16",
+}
+# What a deployment with HTTPS passes on top (Renderer(template, WITH_CERTIFICATE)).
+WITH_CERTIFICATE = {
+    "ApiCertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+    "ApiDomainName": "api.retail.example",
+    "ApiLoadBalancerScheme": "internet-facing",
 }
 
 
@@ -44,8 +51,9 @@ def load() -> dict:
 
 class Renderer:
     """Evaluates the intrinsic functions the template uses (Ref, GetAtt, Sub,
-    Join, If) against example parameters; physical names and ARNs are made up
-    the way AWS would make them, so ARN-aware linters see realistic values."""
+    Join, If; Equals and Not in conditions) against example parameters;
+    physical names and ARNs are made up the way AWS would make them, so
+    ARN-aware linters see realistic values."""
 
     def __init__(self, template: dict, parameters: dict | None = None) -> None:
         self.template = template
@@ -56,7 +64,7 @@ class Renderer:
 
     def render(self, node: Any) -> Any:
         if isinstance(node, list):
-            return [self.render(item) for item in node]
+            return [value for value in map(self.render, node) if value is not NO_VALUE]
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
@@ -76,9 +84,23 @@ class Renderer:
         return {key: value for key, value in rendered.items() if value is not NO_VALUE}
 
     def condition(self, name: str) -> bool:
-        (key, (left, right)), = self.template["Conditions"][name]["Fn::Not"][0].items()
-        assert key == "Fn::Equals"
-        return self.render(left) != self.render(right)
+        return self.holds(self.template["Conditions"][name])
+
+    def holds(self, node: dict) -> bool:
+        (key, arg), = node.items()
+        if key == "Fn::Not":
+            return not self.holds(arg[0])
+        if key == "Fn::Equals":
+            left, right = self.render(arg)
+            return left == right
+        if key == "Condition":
+            return self.condition(arg)
+        raise ValueError(f"condition function {key} is not rendered")
+
+    def creates(self, name: str) -> bool:
+        """Whether the stack would create resource `name` (its Condition holds)."""
+        condition = self.template["Resources"][name].get("Condition")
+        return condition is None or self.condition(condition)
 
     def ref(self, name: str) -> Any:
         if name in self.values:
@@ -89,6 +111,9 @@ class Renderer:
             "AWS::DynamoDB::Table": lambda: self.values["TableName"],
             "AWS::S3::Bucket": lambda: self.values["BucketName"],
             "AWS::Logs::LogGroup": lambda: self.render(spec["Properties"]["LogGroupName"]),
+            # Ref of a secret is its ARN (with the random 6-character suffix).
+            "AWS::SecretsManager::Secret": lambda: f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:"
+            f"{self.values['AWS::StackName']}-{name}-Zx9Yw8",
         }.get(spec["Type"], lambda: f"{self.values['AWS::StackName']}-{name}")()
 
     def get_att(self, name: str, attribute: str) -> str:

@@ -4,7 +4,9 @@ up, and every resource is there with what the services read from it.
 moto (5.2) skips resource types it does not model, and then fails on any
 reference to them, so the types below are taken out and references to them
 replaced by placeholders; everything else is created and checked. moto also
-creates some supported types only in part (noted where it matters)."""
+creates some supported types only in part (noted where it matters). The main
+stack has no API certificate (an internal load balancer on plain HTTP, so the
+HTTPS resources' Condition is false); a second one has a certificate."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from moto.cloudformation.parsing import get_model_map
 
 from consumer.sinks.dynamodb import CUSTOMER_INDEX
 from local_stack.provision import CUSTOMER_INDEX_KEY, TABLE_KEY
-from tests.deploy.template import load
+from tests.deploy.template import Renderer, load
 
 pytestmark = pytest.mark.integration
 
@@ -30,6 +32,7 @@ NOT_IN_MOTO = {
     "AWS::ApplicationAutoScaling::ScalingPolicy",
     "AWS::CloudWatch::Alarm",
     "AWS::APS::Workspace",
+    "AWS::SecretsManager::Secret",
 }
 STACK = "retail-deploy-smoke"
 # Other names than the local stack's own, so nothing clashes.
@@ -41,6 +44,7 @@ PARAMETERS = {
     "KclApplicationName": "retail-deploy-smoke-consumer",
     "ImageTag": "smoke",
     "WarehouseCidr": "10.0.32.0/20",
+    "ApiIngressCidr": "10.0.0.0/16",
 }
 
 
@@ -73,6 +77,13 @@ def role_policy(iam, role: str, name: str) -> dict:
     return document if isinstance(document, dict) else ast.literal_eval(unquote(document))
 
 
+def physical_ids(local_stack, stack: str = STACK) -> dict[str, str | None]:
+    """The stack's resources: logical id to physical id (moto gives some types none)."""
+    resources = aws(local_stack, "cloudformation").describe_stack_resources(StackName=stack)["StackResources"]
+    return {r["LogicalResourceId"]: r.get("PhysicalResourceId")
+            for r in resources if "LogicalResourceId" in r}
+
+
 def aws(stack, service: str):
     env = stack.environment()
     return boto3.client(
@@ -81,31 +92,63 @@ def aws(stack, service: str):
     )
 
 
-@pytest.fixture(scope="module")
-def deployed(local_stack) -> dict:
-    """The stack, created once for the module; its outputs by key."""
+def create_stack(local_stack, name: str, parameters: dict, cidr: str, balancer_subnets: bool = False) -> dict:
+    """Stack `name` in a new VPC (`cidr`, a /16) with two subnets for the tasks
+    (and two more for the API's load balancer); its outputs by key."""
     ec2 = aws(local_stack, "ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)]
+    vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+    prefix = cidr.rsplit(".", 2)[0]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"{prefix}.{i}.0/24")["Subnet"]["SubnetId"]
+               for i in range(1, 5 if balancer_subnets else 3)]
     secret = aws(local_stack, "secretsmanager").create_secret(
-        Name="retail-deploy-smoke/warehouse-dsn",
+        Name=f"{name}/warehouse-dsn",
         SecretString="postgresql://retail@redshift.example:5439/retail",
     )["ARN"]
-    parameters = {**PARAMETERS, "VpcId": vpc, "SubnetIds": ",".join(subnets), "WarehouseDsnSecretArn": secret}
+    parameters = {**parameters, "VpcId": vpc, "SubnetIds": ",".join(subnets[:2]),
+                  "WarehouseDsnSecretArn": secret}
+    if balancer_subnets:
+        parameters["ApiLoadBalancerSubnetIds"] = ",".join(subnets[2:])
     cloudformation = aws(local_stack, "cloudformation")
     cloudformation.create_stack(
-        StackName=STACK, TemplateBody=json.dumps(without(load(), NOT_IN_MOTO)),
+        StackName=name, TemplateBody=json.dumps(without(load(), NOT_IN_MOTO)),
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         Capabilities=["CAPABILITY_IAM"],
     )
     cloudformation.get_waiter("stack_create_complete").wait(
-        StackName=STACK, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
     )
-    (stack,) = cloudformation.describe_stacks(StackName=STACK)["Stacks"]
+    (stack,) = cloudformation.describe_stacks(StackName=name)["Stacks"]
     return {
-        "status": stack["StackStatus"], "secret": secret, "subnets": subnets,
+        "status": stack["StackStatus"], "secret": secret,
+        "subnets": subnets[:2], "balancer_subnets": subnets[2:] if balancer_subnets else subnets[:2],
         **{output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])},
     }
+
+
+@pytest.fixture(scope="module")
+def deployed(local_stack) -> dict:
+    """The stack, created once for the module; its outputs by key."""
+    return create_stack(local_stack, STACK, PARAMETERS, "10.0.0.0/16")
+
+
+# The same template with HTTPS: an internet-facing load balancer in subnets of its own.
+HTTPS_STACK = "retail-deploy-smoke-https"
+HTTPS_PARAMETERS = {
+    **{key: value.replace("retail-deploy-smoke", HTTPS_STACK) for key, value in PARAMETERS.items()},
+    "ApiLoadBalancerScheme": "internet-facing",
+    "ApiDomainName": "api.retail.example",
+    "ApiIngressCidr": "0.0.0.0/0",
+}
+
+
+@pytest.fixture(scope="module")
+def deployed_with_https(local_stack) -> dict:
+    """The HTTPS variant, with a certificate from the emulator's ACM (moto checks it exists)."""
+    acm = aws(local_stack, "acm")
+    certificate = acm.request_certificate(DomainName="api.retail.example")["CertificateArn"]
+    parameters = {**HTTPS_PARAMETERS, "ApiCertificateArn": certificate}
+    return {**create_stack(local_stack, HTTPS_STACK, parameters, "10.1.0.0/16", balancer_subnets=True),
+            "certificate": certificate}
 
 
 def test_the_types_left_out_are_exactly_those_moto_lacks():
@@ -117,8 +160,14 @@ def test_the_types_left_out_are_exactly_those_moto_lacks():
 def test_stack_is_created_with_every_other_resource(local_stack, deployed):
     assert deployed["status"] == "CREATE_COMPLETE"
     resources = aws(local_stack, "cloudformation").describe_stack_resources(StackName=STACK)["StackResources"]
-    expected = {name for name, spec in load()["Resources"].items() if spec["Type"] not in NOT_IN_MOTO}
-    assert {r["LogicalResourceId"] for r in resources} == expected
+    template, renderer = load(), Renderer(load(), PARAMETERS)
+    kept = {name for name, spec in template["Resources"].items() if spec["Type"] not in NOT_IN_MOTO}
+    expected = {name for name in kept if renderer.creates(name)}
+    assert kept - expected == {"ApiHttpsListener", "ApiLoadBalancerHttpsIngress"}  # no certificate
+    listed = [resource.get("LogicalResourceId") for resource in resources]
+    # moto lists each resource whose Condition is false as an entry without an id.
+    assert listed.count(None) == len(kept - expected)
+    assert set(listed) - {None} == expected
 
 
 def test_stream_has_the_shard_count(local_stack, deployed):
@@ -147,15 +196,16 @@ def test_bucket_is_encrypted(local_stack, deployed):
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
 
 
-def test_cluster_runs_a_consumer_and_a_producer_service(local_stack, deployed):
+def test_cluster_runs_a_consumer_a_producer_and_an_api_service(local_stack, deployed):
     ecs = aws(local_stack, "ecs")
     (cluster,) = ecs.describe_clusters(clusters=[deployed["ClusterName"]])["clusters"]
     assert cluster["status"] == "ACTIVE"
-    names = [deployed["ConsumerServiceName"], deployed["ProducerServiceName"]]
+    names = [deployed["ConsumerServiceName"], deployed["ProducerServiceName"], deployed["ApiServiceName"]]
     services = ecs.describe_services(cluster=deployed["ClusterName"], services=names)["services"]
     families = {s["serviceName"]: s["taskDefinition"].split("/")[-1].split(":")[0] for s in services}
     assert families == {deployed["ConsumerServiceName"]: f"{STACK}-consumer",
-                        deployed["ProducerServiceName"]: f"{STACK}-producer"}
+                        deployed["ProducerServiceName"]: f"{STACK}-producer",
+                        deployed["ApiServiceName"]: f"{STACK}-api"}
 
 
 def test_consumer_task_reads_its_settings_from_the_stack(local_stack, deployed):
@@ -183,8 +233,7 @@ def test_roles_point_at_the_created_resources(local_stack, deployed):
     iam = aws(local_stack, "iam")
     table = aws(local_stack, "dynamodb").describe_table(TableName=deployed["TableName"])["Table"]
     table_arn = table["TableArn"]
-    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in aws(local_stack, "cloudformation")
-                 .describe_stack_resources(StackName=STACK)["StackResources"]}
+    resources = physical_ids(local_stack)
     policy = role_policy(iam, resources["ConsumerTaskRole"], "consume")
     by_sid = {s["Sid"]: s for s in policy["Statement"]}
     assert by_sid["ReadStream"]["Resource"] == deployed["StreamArn"]
@@ -196,6 +245,90 @@ def test_roles_point_at_the_created_resources(local_stack, deployed):
     assert by_sid["KclLeaseTable"]["Resource"][0].endswith(":table/retail-deploy-smoke-consumer")
     producer = role_policy(iam, resources["ProducerTaskRole"], "produce")
     assert producer["Statement"][0]["Resource"] == deployed["StreamArn"]
+    api = {s["Sid"]: s for s in role_policy(iam, resources["ApiTaskRole"], "serve")["Statement"]}
+    assert api["WriteStream"]["Resource"] == deployed["StreamArn"]
+    assert api["QueryTransactions"]["Resource"] == [table_arn, f"{table_arn}/index/{CUSTOMER_INDEX}"]
     execution = role_policy(iam, resources["ConsumerExecutionRole"], "pull-log-secret")
     secret_statement = next(s for s in execution["Statement"] if s["Sid"] == "ReadWarehouseDsn")
     assert secret_statement["Resource"] == deployed["secret"]
+
+
+def test_api_task_reads_its_settings_from_the_stack(local_stack, deployed):
+    ecs = aws(local_stack, "ecs")
+    definition = ecs.describe_task_definition(taskDefinition=f"{STACK}-api")["taskDefinition"]
+    api = next(c for c in definition["containerDefinitions"] if c["name"] == "api")
+    env = {item["name"]: item["value"] for item in api["environment"]}
+    assert env["KINESIS_STREAM_NAME"] == "retail-deploy-smoke"
+    assert env["DYNAMODB_TABLE"] == "retail-deploy-smoke"
+    assert env["API_PORT"] == "8080"
+    # The secret is left out (moto has no model for it): its reference is the placeholder.
+    assert api["secrets"] == [{"name": "API_CURSOR_SECRET", "valueFrom": "removed:ApiCursorSecret"}]
+    assert api["image"] == "123456789012.dkr.ecr.us-east-1.amazonaws.com/retail-stream/api:smoke"
+    assert (api["user"], api["readonlyRootFilesystem"], api["stopTimeout"]) == ("10001", True, 30)
+    assert [m["containerPort"] for m in api["portMappings"]] == [8080]
+    assert "8080/healthz" in api["healthCheck"]["command"][-1]
+    collector = next(c for c in definition["containerDefinitions"] if c["name"] == "metrics-collector")
+    assert "job_name: retail-api" in collector["environment"][0]["value"]
+
+
+def test_api_is_behind_its_load_balancer(local_stack, deployed):
+    elbv2 = aws(local_stack, "elbv2")
+    (balancer,) = [b for b in elbv2.describe_load_balancers()["LoadBalancers"]
+                   if b["DNSName"] == deployed["ApiLoadBalancerDnsName"]]
+    assert deployed["ApiUrl"] == f"http://{balancer['DNSName']}"  # no certificate: plain HTTP
+    assert (balancer["Type"], balancer["Scheme"]) == ("application", "internal")
+    zones = balancer["AvailabilityZones"]
+    assert sorted(zone["SubnetId"] for zone in zones) == sorted(deployed["balancer_subnets"])
+    (listener,) = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    assert (listener["Port"], listener["Protocol"]) == (80, "HTTP")
+    (forward,) = listener["DefaultActions"]
+    (group,) = elbv2.describe_target_groups(TargetGroupArns=[forward["TargetGroupArn"]])["TargetGroups"]
+    assert (group["Port"], group["TargetType"], group["HealthCheckPath"]) == (8080, "ip", "/healthz")
+    rules = elbv2.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]
+    (metrics_rule,) = [rule for rule in rules if not rule["IsDefault"]]
+    assert metrics_rule["Conditions"][0]["PathPatternConfig"]["Values"] == ["/metrics*"]
+    assert metrics_rule["Actions"][0]["FixedResponseConfig"]["StatusCode"] == "404"
+    # moto's ECS service leaves out LoadBalancers and NetworkConfiguration: test_template_lint checks them.
+
+    # Clients from the CIDR reach the load balancer; only the load balancer reaches the tasks.
+    ec2 = aws(local_stack, "ec2")
+    (balancer_sg,) = balancer["SecurityGroups"]
+    assert balancer_sg == physical_ids(local_stack)["ApiLoadBalancerSecurityGroup"]
+    task_sg = physical_ids(local_stack)["ApiSecurityGroup"]
+    groups = ec2.describe_security_groups(GroupIds=[balancer_sg, task_sg])["SecurityGroups"]
+    groups = {group["GroupId"]: group for group in groups}
+    # (moto applies a group's ingress rules only; the egress rules are checked on the template.)
+    (clients,) = groups[balancer_sg]["IpPermissions"]
+    assert (clients["FromPort"], clients["IpRanges"][0]["CidrIp"]) == (80, "10.0.0.0/16")
+    (from_balancer,) = groups[task_sg]["IpPermissions"]
+    assert (from_balancer["FromPort"], from_balancer["UserIdGroupPairs"][0]["GroupId"]) == (8080, balancer_sg)
+
+
+def test_api_with_a_certificate_serves_https_and_redirects_http(local_stack, deployed_with_https):
+    deployed = deployed_with_https
+    assert deployed["status"] == "CREATE_COMPLETE"
+    created = set(physical_ids(local_stack, HTTPS_STACK))
+    assert {"ApiHttpsListener", "ApiLoadBalancerHttpsIngress"} <= created
+    assert deployed["ApiUrl"] == "https://api.retail.example"
+    elbv2 = aws(local_stack, "elbv2")
+    (balancer,) = [b for b in elbv2.describe_load_balancers()["LoadBalancers"]
+                   if b["DNSName"] == deployed["ApiLoadBalancerDnsName"]]
+    assert balancer["Scheme"] == "internet-facing"
+    zones = balancer["AvailabilityZones"]
+    assert sorted(zone["SubnetId"] for zone in zones) == sorted(deployed["balancer_subnets"])
+    listeners = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    listeners = {listener["Port"]: listener for listener in listeners}
+    assert sorted(listeners) == [80, 443]
+    https, http = listeners[443], listeners[80]
+    assert (https["Protocol"], https["SslPolicy"]) == ("HTTPS", "ELBSecurityPolicy-TLS13-1-2-2021-06")
+    assert [c["CertificateArn"] for c in https["Certificates"]] == [deployed["certificate"]]
+    assert https["DefaultActions"][0]["Type"] == "forward"
+    (redirect,) = http["DefaultActions"]
+    assert (redirect["Type"], redirect["RedirectConfig"]["Protocol"]) == ("redirect", "HTTPS")
+    rules = elbv2.describe_rules(ListenerArn=https["ListenerArn"])["Rules"]
+    paths = [rule["Conditions"][0]["PathPatternConfig"]["Values"] for rule in rules if not rule["IsDefault"]]
+    assert paths == [["/metrics*"]]
+    ec2 = aws(local_stack, "ec2")
+    (group,) = ec2.describe_security_groups(GroupIds=balancer["SecurityGroups"])["SecurityGroups"]
+    assert sorted((p["FromPort"], p["IpRanges"][0]["CidrIp"]) for p in group["IpPermissions"]) == [
+        (80, "0.0.0.0/0"), (443, "0.0.0.0/0")]
