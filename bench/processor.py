@@ -18,6 +18,7 @@ import json
 import resource
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Iterator
 
 
@@ -221,7 +222,11 @@ def run_processor(
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (Linux reports KiB)."""
+    """This process's peak resident memory so far: VmHWM, not getrusage's
+    ru_maxrss, which a child inherits from the parent it was forked from."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -15,6 +15,12 @@ internals it replaces have moved.
    worker threads read and write at once; under load GetRecords and
    MergeShards fail with "OrderedDict mutated during iteration" (HTTP 500).
    One lock serialises the Kinesis backend.
+3. Scale. moto finds a shard's last sequence number by copying all of its
+   keys, on every record put, and starts every GetRecords by scanning the
+   shard from its first record: each call costs more the longer the shard,
+   so replaying 100,000 records slows to a crawl (quadratic) where Kinesis
+   would not. A shard's sequence numbers are consecutive integers, so both
+   become a lookup.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ def apply() -> None:
     models.Stream.split_shard = _keeping_records(models.Stream.split_shard)
     models.Stream.merge_shards = _keeping_records(models.Stream.merge_shards)
     models.Stream.get_shard_for_key = _to_open_shards(models.Stream.get_shard_for_key)
+    models.Shard.get_min_sequence_number = lambda shard: next(iter(shard.records), 0)
+    models.Shard.get_max_sequence_number = lambda shard: next(reversed(shard.records), 0)
+    models.Shard.get_records = _get_records_by_position(models.Shard.get_records)
     responses.KinesisResponse.get_records = _get_records_ending_closed_shards(responses)
     models.Stream._retail_stream_fidelity = True
 
@@ -89,6 +98,30 @@ def _to_open_shards(get_shard_for_key):
                      if s.is_open and s.starting_hash <= key <= s.ending_hash), shard)
 
     return routed
+
+
+def _get_records_by_position(scan):
+    """Shard.get_records starting at the record after `last_sequence_id`
+    directly, when the shard's sequence numbers are consecutive (as moto
+    writes them); otherwise moto's own scan."""
+
+    @functools.wraps(scan)
+    def get_records(shard, last_sequence_id, limit):
+        records = shard.records
+        if not records:
+            return scan(shard, last_sequence_id, limit)
+        first, last = next(iter(records)), next(reversed(records))
+        if last - first + 1 != len(records):
+            return scan(shard, last_sequence_id, limit)
+        start = max(int(last_sequence_id) + 1, first)
+        stop = last + 1 if limit is None else min(last + 1, start + limit)
+        results = [records[n] for n in range(start, stop)]
+        if not results:
+            return [], int(last_sequence_id), 0
+        behind = records[last].created_at - results[-1].created_at
+        return results, results[-1].sequence_number, int(behind * 1000)
+
+    return get_records
 
 
 def _get_records_ending_closed_shards(responses):

@@ -9,6 +9,10 @@ Key design (table created by local_stack/provision.py and deploy/):
   newest first" is one Query with ScanIndexForward=false. The index is sparse:
   a row without a customer has no `customer_id` and is not in it.
 The item key is the row's identity, so a replayed row overwrites itself.
+
+A batch's BatchWriteItem calls go `concurrency` at a time: one call at a
+time (25 items per round trip) would cap a shard near a thousand items a
+second, the very rate a shard can be written at.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Iterable, Iterator
 
@@ -110,21 +116,41 @@ class DynamoDBSink:
         max_attempts: int = 8,
         base_delay: float = 0.05,
         sleep: Callable[[float], None] = time.sleep,
+        concurrency: int = 8,
     ) -> None:
         self._client = client
         self._table = table
         self._max_attempts = max_attempts
         self._base_delay = base_delay
         self._sleep = sleep
+        self._concurrency = concurrency
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="dynamodb")
 
     def write(self, batch: Batch) -> int:
-        written = 0
-        for call in write_requests(batch.records):
-            self._write_call(call)
-            written += len(call)
+        """Put every item, `concurrency` calls in flight; blocks until all are
+        written, or raises the first SinkError once the calls in flight have
+        ended (so a retry never overlaps them)."""
+        in_flight: deque[Future] = deque()
+        written, failure = 0, None
+        for call in write_requests(batch.records):  # made one call ahead of the pool, never all at once
+            if len(in_flight) >= self._concurrency:
+                written, failure = self._settle(in_flight.popleft(), written, failure)
+            if failure is None:
+                in_flight.append(self._pool.submit(self._write_call, call))
+        while in_flight:
+            written, failure = self._settle(in_flight.popleft(), written, failure)
+        if failure is not None:
+            raise failure
         return written
 
-    def _write_call(self, requests: list[dict]) -> None:
+    @staticmethod
+    def _settle(future: Future, written: int, failure: SinkError | None) -> tuple[int, SinkError | None]:
+        try:
+            return written + future.result(), failure
+        except SinkError as exc:
+            return written, failure or exc
+
+    def _write_call(self, requests: list[dict]) -> int:
         pending = {self._table: requests}
         for attempt in range(self._max_attempts):
             try:
@@ -133,7 +159,7 @@ class DynamoDBSink:
                 raise SinkError(self.name, str(exc), error_kind(exc)) from exc
             pending = response.get("UnprocessedItems") or {}
             if not pending:
-                return
+                return len(requests)
             # Unprocessed items mean throttling: back off before resending them.
             self._sleep(random.uniform(0, self._base_delay * 2**attempt))
         left = sum(len(v) for v in pending.values())

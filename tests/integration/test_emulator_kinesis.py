@@ -71,3 +71,33 @@ def test_a_merge_child_names_both_parents(stream):
     _, end_b = read_to_end(kinesis, name, b)
     assert end_a["ChildShards"] == end_b["ChildShards"]
     assert sorted(end_a["ChildShards"][0]["ParentShards"]) == sorted([a, b])
+
+
+def test_reads_page_through_a_long_shard_in_order_from_any_position(stream):
+    """GetRecords by position (the scale fix) returns what moto's scan would:
+    every record once, in order, from TRIM_HORIZON, AFTER and AT a sequence number."""
+    kinesis, name = stream
+    sent = [f"r{i}".encode() for i in range(1200)]
+    for start in range(0, len(sent), 500):
+        kinesis.put_records(StreamName=name, Records=[{"Data": d, "PartitionKey": "k"} for d in sent[start:start + 500]])
+    shard_id = kinesis.list_shards(StreamName=name)["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(StreamName=name, ShardId=shard_id,
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    pages = []
+    while True:
+        answer = kinesis.get_records(ShardIterator=iterator, Limit=333)
+        if not answer["Records"]:
+            break
+        pages.append(answer["Records"])
+        iterator = answer["NextShardIterator"]
+    assert [len(p) for p in pages] == [333, 333, 333, 201]
+    records = [r for page in pages for r in page]
+    assert [r["Data"] for r in records] == sent
+    assert pages[0][0]["SequenceNumber"] != pages[1][0]["SequenceNumber"]
+    assert answer["MillisBehindLatest"] == 0
+
+    middle = records[700]["SequenceNumber"]
+    for kind, first in (("AFTER_SEQUENCE_NUMBER", 701), ("AT_SEQUENCE_NUMBER", 700)):
+        iterator = kinesis.get_shard_iterator(StreamName=name, ShardId=shard_id, ShardIteratorType=kind,
+                                              StartingSequenceNumber=middle)["ShardIterator"]
+        assert [r["Data"] for r in kinesis.get_records(ShardIterator=iterator, Limit=5)["Records"]] == sent[first:first + 5]

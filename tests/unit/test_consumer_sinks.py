@@ -1,13 +1,17 @@
 import datetime as dt
 import gzip
 import json
+import threading
+import time
 from decimal import Decimal
 
 import pytest
+from botocore.exceptions import ClientError
 
 from consumer.batch import Batch, DeadLetter
 from consumer.sinks.dead_letters import dead_letter_key, to_line
-from consumer.sinks.dynamodb import to_item, write_requests
+from consumer.sinks import SinkError
+from consumer.sinks.dynamodb import DynamoDBSink, to_item, write_requests
 from consumer.sinks.raw_zone import object_key, to_ndjson_gz
 from consumer.sinks.warehouse import jsonpaths_fields, ndjson_to_copy_text
 from consumer.wiring import jsonpaths_document
@@ -119,3 +123,45 @@ def test_the_largest_record_the_schema_admits_fits_every_sink():
     with pytest.raises(InvalidRecord, match="length"):
         decode(encode(Transaction(**{**{f: getattr(biggest, f) for f in biggest.__struct_fields__},
                                      "description": "d" * 256})))
+
+
+class SlowDynamoDB:
+    """batch_write_item that takes a while, counting the calls in flight;
+    the call numbered `fail_at` is refused."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = self.most_in_flight = self.started = self.ended = 0
+        self.items = 0
+        self.fail_at = fail_at
+
+    def batch_write_item(self, RequestItems):
+        with self.lock:
+            self.started += 1
+            number = self.started
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(0.01)
+        with self.lock:
+            self.in_flight -= 1
+            self.ended += 1
+            if number == self.fail_at:
+                raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "BatchWriteItem")
+            self.items += sum(len(v) for v in RequestItems.values())
+        return {}
+
+
+def test_dynamodb_calls_go_side_by_side_and_all_items_are_written():
+    client = SlowDynamoDB()
+    records = tuple(transaction(i) for i in range(1, 501))
+    written = DynamoDBSink(client, "t", concurrency=4).write(Batch("s", records, (), "1", "500", 0, 0))
+    assert written == client.items == 500
+    assert client.started == 20 and client.most_in_flight == 4
+
+
+def test_a_failed_dynamodb_call_raises_only_once_the_calls_in_flight_ended():
+    client = SlowDynamoDB(fail_at=3)
+    records = tuple(transaction(i) for i in range(1, 501))
+    with pytest.raises(SinkError):
+        DynamoDBSink(client, "t", concurrency=4).write(Batch("s", records, (), "1", "500", 0, 0))
+    assert client.in_flight == 0 and client.started == client.ended < 20  # no call left behind, none started after
