@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"retail-api: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logs.configure(settings.log_level, service="api")
-    writer = KinesisWriter(aws.client("kinesis", settings), settings.stream_name, max_attempts=PUT_RECORDS_ATTEMPTS)
+    writer = KinesisWriter(aws.client("kinesis", settings, validate=False), settings.stream_name, max_attempts=PUT_RECORDS_ATTEMPTS)
     app = create_app(settings, writer, aws.client("dynamodb", settings))
     host = args.host or settings.api_host
     port = settings.api_port if args.port is None else args.port

@@ -41,7 +41,7 @@ def build_sinks(settings: Settings) -> list:
         target, loader, settings.s3_bucket, raw_zone.key_for,
     )
     return [
-        DynamoDBSink(aws.client("dynamodb", settings), settings.dynamodb_table),
+        DynamoDBSink(aws.client("dynamodb", settings, validate=False), settings.dynamodb_table),
         raw_zone,
         warehouse,
         DeadLetterSink(s3, settings.s3_bucket, settings.s3_dead_letter_prefix),

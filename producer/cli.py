@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "(--metrics-port, METRICS_PORT or --no-metrics)", file=sys.stderr)
             return EXIT_USAGE
     try:
-        status = run(args, aws.client("kinesis", settings), settings.stream_name, stop=stop, metrics=metrics)
+        status = run(args, aws.client("kinesis", settings, validate=False), settings.stream_name, stop=stop, metrics=metrics)
         if server and args.linger > 0:
             stop.wait(args.linger)
         return status

@@ -71,6 +71,10 @@ def merge_statements(target: Target) -> dict[str, sql.Composable]:
         "lock": sql.SQL("LOCK TABLE {}").format(target.ledger_id),
         "seen": sql.SQL("SELECT rows_inserted FROM {} WHERE object_key = %s").format(target.ledger_id),
         "stage": sql.SQL("CREATE TEMP TABLE {} (LIKE {})").format(STAGE, target.table_id),
+        # A fresh temp table has no statistics: without them PostgreSQL plans
+        # the merge as a nested loop over the whole table (seconds a batch,
+        # growing with the table) instead of a hash anti join.
+        "analyze": sql.SQL("ANALYZE {}").format(STAGE),
         "merge": sql.SQL(
             "INSERT INTO {target} ({cols}) "
             "SELECT {cols} FROM ("
@@ -210,6 +214,7 @@ class WarehouseSink:
             return 0
         cur.execute(s["stage"])
         self._loader.copy(cur, self._bucket, key)
+        cur.execute(s["analyze"])
         cur.execute(s["merge"])
         inserted = cur.rowcount
         cur.execute(
