@@ -6,11 +6,12 @@ CSV    ?= data/TestSample.csv
 CHART  ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install demo report test test-unit chaos up down env clean wheels container-base container-test constraints
+.PHONY: help install demo report bench test test-unit chaos up down env clean wheels container-base container-test constraints
 
 help:
 	@echo "make demo [CSV=path]   run the pipeline end to end on the local stack"
 	@echo "make report [CHART=x.png] the sample through the pipeline, then the reporting views"
+	@echo "make bench             throughput, CPU, memory and latency against the naive way (a few minutes)"
 	@echo "make test              unit, integration and end-to-end tests"
 	@echo "make test-unit         the fast tests only"
 	@echo "make chaos             the fault-injection suite at full length, with its report"
@@ -39,6 +40,12 @@ demo: install
 # also draws revenue by day.
 report: install
 	$(PY) -m local_stack.report --csv $(CSV) $(if $(CHART),--chart $(CHART))
+
+# The benchmarks, on a throwaway stack: a table on stderr, the figures as the
+# last line of JSON on stdout. BENCH_ARGS="--rows 20000" for a quicker run.
+BENCH_ARGS ?=
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
 
 # The container test has its own target: it needs podman (see container-test).
 test: install

@@ -97,6 +97,8 @@ def run_benches(args, settings: Settings, env: dict, tmp: Path, state_dir: Path)
 
     say(f"consumer: the naive way, {naive_put.records} records, PutItem + PutObject + INSERT each")
     naive_get = consumer.naive_consume(settings, NAIVE_STREAM, args.naive_rows)
+    say("consumer: what the DynamoDB endpoint itself takes, 16 BatchWriteItem calls in flight")
+    ceiling = consumer.dynamodb_ceiling(settings, data.valid_records(csv, "ceiling")[:20_000])
     say(f"consumer: draining {batched.records} records through the KCL into every sink")
     running = consumer.start_consumer(env, state_dir / "consumer.log")
     try:
@@ -106,6 +108,8 @@ def run_benches(args, settings: Settings, env: dict, tmp: Path, state_dir: Path)
             consumer_naive_records_per_s=round(naive_get.per_second),
             consumer_speedup=round(drained.throughput.per_second / naive_get.per_second, 1),
             consumer_drain_seconds=round(drained.throughput.seconds, 1),
+            dynamodb_endpoint_items_per_s=round(ceiling.per_second),
+            consumer_share_of_dynamodb_endpoint=round(drained.throughput.per_second / ceiling.per_second, 2),
             copies_per_100k=round(drained.copies * 100_000 / drained.throughput.records, 1),
             s3_objects_per_100k=round(drained.s3_objects * 100_000 / drained.throughput.records, 1),
         )
@@ -146,6 +150,8 @@ ROWS = [
     ("consumer", "records/s, KCL to 3 sinks, checkpointed", "consumer_records_per_s", ""),
     ("", "records/s, a write per record per sink (naive)", "consumer_naive_records_per_s", ""),
     ("", "speedup", "consumer_speedup", "target >= 20x"),
+    ("", "DynamoDB endpoint alone, items/s (the ceiling)", "dynamodb_endpoint_items_per_s", ""),
+    ("", "consumer rate / that ceiling", "consumer_share_of_dynamodb_endpoint", ""),
     ("", "COPY statements per 100k records", "copies_per_100k", "a handful"),
     ("", "S3 objects per 100k records", "s3_objects_per_100k", ""),
     ("processor", "CPU us/record (Redshift COPY)", "processor_us_per_record_redshift", "target <= 30"),

@@ -119,3 +119,19 @@ def naive_consume(settings: Settings, stream: str, limit: int) -> Throughput:
     seconds = time.perf_counter() - started
     conn.close()
     return Throughput(done, seconds)
+
+
+def dynamodb_ceiling(settings: Settings, records: list, concurrency: int = 16) -> Throughput:
+    """What the DynamoDB endpoint itself takes: the consumer's own items,
+    BatchWriteItem calls `concurrency` at a time, nothing else. The drain
+    cannot beat this on the same endpoint; on the emulator it is what bounds it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from consumer.sinks.dynamodb import write_requests
+
+    client = aws.client("dynamodb", settings, validate=False)
+    calls = list(write_requests(records))
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(lambda call: client.batch_write_item(RequestItems={settings.dynamodb_table: call}), calls))
+    return Throughput(sum(len(c) for c in calls), time.perf_counter() - started)
