@@ -35,6 +35,7 @@ from retail_stream import logs
 from retail_stream.settings import Settings
 
 NAIVE_STREAM = "bench-naive"
+REPEAT_STREAM = "bench-replay-2"
 # The consumer's flush limits are its defaults but for the age: 5 s instead
 # of 60, so the drain's last partial batches are not a minute's wait.
 FLUSH_MAX_AGE_SECONDS = 5
@@ -84,12 +85,19 @@ def run_benches(args, settings: Settings, env: dict, tmp: Path, state_dir: Path)
     figures: dict = {}
     csv = data.write_csv(tmp / "bench.csv", args.rows)
 
-    say(f"producer: replaying {args.rows} rows with PutRecords")
-    batched = producer.replay(csv, env, tmp / "rejects.jsonl")
-    say(f"producer: the naive way, {args.naive_rows} rows, one PutRecord each")
+    # Each producer figure is the better of two runs, taken turn about, so a
+    # noisy moment on the machine does not decide the ratio.
     naive_settings = dataclasses.replace(settings, stream_name=NAIVE_STREAM)
     ensure_stream(naive_settings, shard_count=1)
-    naive_put = producer.naive_replay(csv, settings, NAIVE_STREAM, args.naive_rows)
+    ensure_stream(dataclasses.replace(settings, stream_name=REPEAT_STREAM), shard_count=2)
+    batched_runs, naive_runs = [], []
+    for turn, stream in enumerate((settings.stream_name, REPEAT_STREAM), 1):  # the consumer drains the first
+        say(f"producer, run {turn} of 2: replaying {args.rows} rows with PutRecords")
+        batched_runs.append(producer.replay(csv, {**env, "KINESIS_STREAM_NAME": stream}, tmp / "rejects.jsonl"))
+        say(f"producer, run {turn} of 2: the naive way, {args.naive_rows} rows, one PutRecord each")
+        naive_runs.append(producer.naive_replay(csv, settings, NAIVE_STREAM, args.naive_rows))
+    batched = max(batched_runs, key=lambda run: run.per_second)
+    naive_put = max(naive_runs, key=lambda run: run.per_second)
     figures.update(
         producer_records_per_s=round(batched.per_second), producer_naive_records_per_s=round(naive_put.per_second),
         producer_speedup=round(batched.per_second / naive_put.per_second, 1),
@@ -99,7 +107,7 @@ def run_benches(args, settings: Settings, env: dict, tmp: Path, state_dir: Path)
     naive_get = consumer.naive_consume(settings, NAIVE_STREAM, args.naive_rows)
     say("consumer: what the DynamoDB endpoint itself takes, 16 BatchWriteItem calls in flight")
     ceiling = consumer.dynamodb_ceiling(settings, data.valid_records(csv, "ceiling")[:20_000])
-    say(f"consumer: draining {batched.records} records through the KCL into every sink")
+    say(f"consumer: draining {batched_runs[0].records} records through the KCL into every sink")
     running = consumer.start_consumer(env, state_dir / "consumer.log")
     try:
         drained = consumer.drain(settings, running)

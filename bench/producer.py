@@ -29,11 +29,13 @@ class Throughput:
 def replay(csv: Path, env: dict, rejects: Path) -> Throughput:
     """`python -m producer` over the file; its own summary says how long the
     replay took (interpreter start-up left out)."""
-    out = subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "producer", str(csv), "--rejects", str(rejects), "--no-metrics"],
-        env=env, stdout=subprocess.PIPE, text=True, check=True,
-    ).stdout
-    summary = json.loads(out.strip().splitlines()[-1])
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the producer failed ({done.returncode}): {done.stderr[-2000:]}")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
     return Throughput(summary["sent"], summary["seconds"])
 
 
