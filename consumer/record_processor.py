@@ -51,9 +51,7 @@ class KclCheckpointer:
 
 
 def to_stream_record(record) -> StreamRecord:
-    """amazon_kclpy's Record as ours (StreamRecords, from `load_action`, pass as they are)."""
-    if isinstance(record, StreamRecord):
-        return record
+    """amazon_kclpy's Record as ours."""
     return StreamRecord(
         data=record.binary_data,
         sequence_number=record.sequence_number,
@@ -87,19 +85,26 @@ _process_records = msgspec.json.Decoder(_ProcessRecords)
 
 
 def load_action(line: str, library_load: Callable):
-    """The message on `line`: a processRecords whose records are already
-    StreamRecords, or whatever `library_load` (amazon_kclpy's) makes of it."""
+    """The message on `line` as amazon_kclpy's message object; a
+    processRecords one carries StreamRecords, however it was decoded."""
     try:
         message = _process_records.decode(line)
     except msgspec.ValidationError:  # another action (or a shape we do not know): the library's way
-        return library_load(line)
+        action = library_load(line)
+        if isinstance(action, messages.ProcessRecordsInput):
+            return _process_records_input([to_stream_record(r) for r in action.records], action.millis_behind_latest)
+        return action
     records = [
         StreamRecord(r.data, r.sequence_number, r.sub_sequence_number or 0, r.partition_key,
                      int(r.approximate_arrival_timestamp))
         for r in message.records
     ]
+    return _process_records_input(records, message.millis_behind_latest)
+
+
+def _process_records_input(records: list[StreamRecord], millis_behind_latest: int | None):
     return messages.ProcessRecordsInput(
-        {"action": "processRecords", "records": records, "millisBehindLatest": message.millis_behind_latest}
+        {"action": "processRecords", "records": records, "millisBehindLatest": millis_behind_latest}
     )
 
 
@@ -123,10 +128,9 @@ class RecordProcessor(processor.RecordProcessorBase):
         log.info("shard_initialized", sequence=initialize_input.sequence_number)
 
     def process_records(self, process_records_input) -> None:
-        records = [to_stream_record(r) for r in process_records_input.records]
         self._guard(
             self._pipeline.receive,
-            records,
+            process_records_input.records,  # StreamRecords already (load_action)
             KclCheckpointer(process_records_input.checkpointer),
             process_records_input.millis_behind_latest,
         )

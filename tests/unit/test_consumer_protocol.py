@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from consumer.batch import StreamRecord
 from consumer.buffer import FlushPolicy, ShardBuffer
 from consumer.pipeline import RetryPolicy, ShardPipeline
 from consumer.record_processor import EXIT_NOT_DURABLE, RecordProcessor, kcl_process, load_action, to_stream_record
@@ -132,6 +133,11 @@ def test_process_records_decoded_fast_equal_the_librarys_records(message):
     fast, slow = load_action(line, library), library(line)
     assert type(fast) is type(slow) and fast.action == "processRecords"
     assert fast.records == [to_stream_record(r) for r in slow.records]
+    # A shape only the library reads (the arrival time as a string) still gives StreamRecords.
+    odd = {**message, "records": [{**r, "approximateArrivalTimestamp": "1700000000000"} for r in message["records"]]}
+    fallback = load_action(json.dumps(odd), library)
+    assert all(isinstance(r, StreamRecord) for r in fallback.records)
+    assert [r.data for r in fallback.records] == [r.data for r in fast.records]
     assert fast.millis_behind_latest == slow.millis_behind_latest
 
 
