@@ -22,7 +22,6 @@ from typing import Annotated, Any
 import anyio.to_thread
 import structlog
 from litestar import Litestar, MediaType, Request, Response, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.middleware import ASGIMiddleware
@@ -308,7 +307,6 @@ def create_app(
             render_plugins=[JsonRenderPlugin()],
         ),
         logging_config=None,
-        state=State({"services": services}),
     )
 
 

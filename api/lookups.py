@@ -48,23 +48,14 @@ class TransactionLookups:
         Raises InvalidCursor (not ours, or another customer's) and LookupUnavailable.
         """
         start = self.customer_start_key(cursor, customer_id) if cursor else None
-        items: list[dict] = []
-        while len(items) <= limit:
-            query = {
-                "TableName": self._table,
-                "IndexName": CUSTOMER_INDEX,
-                "KeyConditionExpression": "customer_id = :c",
-                "ExpressionAttributeValues": {":c": {"N": str(customer_id)}},
-                "ScanIndexForward": False,
-                "Limit": limit + 1 - len(items),  # one more than the page: is there a next one?
-            }
-            if start:
-                query["ExclusiveStartKey"] = start
-            response = self._call("query", query)
-            items.extend(response.get("Items", []))
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                break
+        query = {
+            "TableName": self._table,
+            "IndexName": CUSTOMER_INDEX,
+            "KeyConditionExpression": "customer_id = :c",
+            "ExpressionAttributeValues": {":c": {"N": str(customer_id)}},
+            "ScanIndexForward": False,
+        }
+        items = self._query(query, start, at_most=limit + 1)  # one more than the page: is there a next one?
         more = len(items) > limit
         items = items[:limit]
         next_cursor = self._cursors.encode(_customer_key(items[-1])) if more and items else None
@@ -83,23 +74,30 @@ class TransactionLookups:
     def invoice_lines(self, invoice_no: str) -> list[Transaction]:
         """Every line of the invoice, ordered by (source, line); [] for none.
         Follows DynamoDB's pages to the end."""
+        items = self._query({
+            "TableName": self._table,
+            "KeyConditionExpression": "invoice_no = :i",
+            "ExpressionAttributeValues": {":i": {"S": invoice_no}},
+        })
+        records = [from_item(item) for item in items]
+        return sorted(records, key=lambda r: (r.source, r.line))
+
+    def _query(self, query: dict, start: dict | None = None, at_most: int | None = None) -> list[dict]:
+        """The Query's items from `start` on, following DynamoDB's pages until
+        the last one or until `at_most` items are in."""
         items: list[dict] = []
-        start = None
-        while True:
-            query = {
-                "TableName": self._table,
-                "KeyConditionExpression": "invoice_no = :i",
-                "ExpressionAttributeValues": {":i": {"S": invoice_no}},
-            }
+        while at_most is None or len(items) < at_most:
+            page = dict(query)
+            if at_most is not None:
+                page["Limit"] = at_most - len(items)
             if start:
-                query["ExclusiveStartKey"] = start
-            response = self._call("query", query)
+                page["ExclusiveStartKey"] = start
+            response = self._call("query", page)
             items.extend(response.get("Items", []))
             start = response.get("LastEvaluatedKey")
             if not start:
                 break
-        records = [from_item(item) for item in items]
-        return sorted(records, key=lambda r: (r.source, r.line))
+        return items
 
     def _call(self, operation: str, arguments: dict) -> dict:
         try:

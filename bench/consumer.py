@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import psycopg2
 from psycopg2 import sql
 
 from bench.producer import Throughput
-from consumer.sinks.dynamodb import to_item
+from consumer.sinks.dynamodb import to_item, write_requests
 from local_stack import census
 from retail_stream import aws
 from retail_stream.schema import decode, encode
@@ -125,10 +126,6 @@ def dynamodb_ceiling(settings: Settings, records: list, concurrency: int = 16) -
     """What the DynamoDB endpoint itself takes: the consumer's own items,
     BatchWriteItem calls `concurrency` at a time, nothing else. The drain
     cannot beat this on the same endpoint; on the emulator it is what bounds it."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from consumer.sinks.dynamodb import write_requests
-
     client = aws.client("dynamodb", settings, validate=False)
     calls = list(write_requests(records))
     started = time.perf_counter()
