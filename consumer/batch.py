@@ -4,8 +4,29 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from retail_stream.schema import Transaction
+
+
+class Position(NamedTuple):
+    """A place in a shard: a Kinesis record's sequence number and, for a user
+    record the KCL took out of a KPL aggregate, its sub-sequence number (0 for
+    a plain record and for an aggregate's first user record).
+
+    Every key that names a place in a shard names both: an aggregate's user
+    records share one sequence number, so a sequence number alone cannot
+    tell two batches cut inside one aggregate apart.
+    """
+
+    sequence: str
+    sub: int = 0
+
+    @property
+    def label(self) -> str:
+        """`<sequence>`, or `<sequence>.<sub>` when sub > 0: one spelling per
+        position, and a plain record's key keeps its shape. Pure."""
+        return self.sequence if self.sub == 0 else f"{self.sequence}.{self.sub}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +39,10 @@ class StreamRecord:
     partition_key: str
     arrival_ms: int
 
+    @property
+    def position(self) -> Position:
+        return Position(self.sequence_number, self.sub_sequence_number)
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -29,18 +54,18 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What one flush writes: a shard's contiguous run of records.
+    """What one flush writes: a shard's contiguous run of records, from
+    `first` to `last` inclusive.
 
-    `last_sequence` (with `last_sub_sequence`) is where the shard may be
-    checkpointed once every sink holds the batch.
+    The two positions name the batch (raw-zone key, ledger), and `last` is
+    where the shard may be checkpointed once every sink holds the batch.
     """
 
     shard_id: str
     records: tuple[Transaction, ...]
     dead_letters: tuple[DeadLetter, ...]
-    first_sequence: str
-    last_sequence: str
-    last_sub_sequence: int
+    first: Position
+    last: Position
     first_arrival_ms: int
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consumer.batch import Batch, DeadLetter, StreamRecord
+from consumer.kpl import undecodable_reason
 from retail_stream.schema import InvalidRecord, Transaction, decode
 
 
@@ -45,7 +46,7 @@ class ShardBuffer:
         try:
             self._records.append(decode(record.data))
         except InvalidRecord as exc:
-            self._dead.append(DeadLetter(record, str(exc)))
+            self._dead.append(DeadLetter(record, undecodable_reason(record.data, str(exc))))
         if self._first is None:
             self._first = record
             self._started_at = now
@@ -70,9 +71,8 @@ class ShardBuffer:
             shard_id=self.shard_id,
             records=tuple(self._records),
             dead_letters=tuple(self._dead),
-            first_sequence=self._first.sequence_number,
-            last_sequence=self._last.sequence_number,
-            last_sub_sequence=self._last.sub_sequence_number,
+            first=self._first.position,
+            last=self._last.position,
             first_arrival_ms=self._first.arrival_ms,
         )
         self._clear()

@@ -14,6 +14,8 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from consumer.kpl import BAD_AGGREGATE
+
 PREFIX = "retail_consumer"
 
 
@@ -38,6 +40,8 @@ class NoMetrics:
 
 def dead_letter_kind(reason: str) -> str:
     """A low-cardinality label for why a record was dead-lettered. Pure."""
+    if reason.startswith(BAD_AGGREGATE):
+        return "bad_aggregate"
     if reason.startswith("JSON is malformed") or "invalid character" in reason:
         return "not_json"
     if "missing required field" in reason:

@@ -91,10 +91,11 @@ class ShardPipeline:
             return None
         self.write(batch)
         self.metrics.flushed(len(batch.records), Counter(dead_letter_kind(d.reason) for d in batch.dead_letters))
-        if not self._checkpoint(checkpointer, batch.last_sequence, batch.last_sub_sequence):
+        if not self._checkpoint(checkpointer, batch.last.sequence, batch.last.sub):
             return batch
         self.metrics.checkpointed(len(batch.records) + len(batch.dead_letters))
-        log.info("checkpointed", shard_id=self.shard_id, sequence=batch.last_sequence)
+        log.info("checkpointed", shard_id=self.shard_id, sequence=batch.last.sequence,
+                 sub_sequence=batch.last.sub)
         return batch
 
     def finish(self, checkpointer: Checkpointer, *, shard_end: bool) -> None:
@@ -143,8 +144,10 @@ class ShardPipeline:
         log.info(
             "batch_written",
             shard_id=batch.shard_id,
-            first_sequence=batch.first_sequence,
-            last_sequence=batch.last_sequence,
+            first_sequence=batch.first.sequence,
+            first_sub_sequence=batch.first.sub,
+            last_sequence=batch.last.sequence,
+            last_sub_sequence=batch.last.sub,
             records=len(batch.records),
             dead_letters=len(batch.dead_letters),
             seconds=round(self._clock() - started, 4),

@@ -1,8 +1,11 @@
 """S3 raw zone: one gzip NDJSON object per batch.
 
-The key is deterministic from the shard and the batch's sequence range, and
-the object is created only if absent (If-None-Match: *), so a replayed batch
-is a no-op and the warehouse COPY always finds exactly the rows it expects.
+The key is deterministic from the shard and the batch's first and last
+positions (sequence and sub-sequence), and the object is created only if
+absent (If-None-Match: *). A shard's order is fixed, so two batches with the
+same first and last positions hold the same records: a replayed batch is a
+no-op, a batch cut differently gets a key of its own, and the warehouse COPY
+always finds exactly the rows it expects.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from retail_stream.schema import Transaction, encode
 
 
 def object_key(prefix: str, batch: Batch) -> str:
-    """`<prefix>/dt=<date>/shard=<shard>/<first seq>-<last seq>.ndjson.gz`. Pure."""
+    """`<prefix>/dt=<date>/shard=<shard>/<first>-<last>.ndjson.gz`, each
+    position spelt as `Position.label` (`<seq>` or `<seq>.<sub>`). Pure."""
     return (
         f"{prefix}/dt={batch.partition_date}/shard={batch.shard_id}/"
-        f"{batch.first_sequence}-{batch.last_sequence}.ndjson.gz"
+        f"{batch.first.label}-{batch.last.label}.ndjson.gz"
     )
 
 

@@ -84,8 +84,9 @@ def merge_statements(target: Target) -> dict[str, sql.Composable]:
             "AND NOT EXISTS (SELECT 1 FROM {target} AS t WHERE t.event_id = s.event_id)"
         ).format(target=target.table_id, cols=cols, stage=STAGE),
         "record": sql.SQL(
-            "INSERT INTO {} (object_key, shard_id, first_sequence, last_sequence, "
-            "rows_in_object, rows_inserted, loaded_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            "INSERT INTO {} (object_key, shard_id, first_sequence, first_sub_sequence, last_sequence, "
+            "last_sub_sequence, rows_in_object, rows_inserted, loaded_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
         ).format(target.ledger_id),
         "drop": sql.SQL("DROP TABLE {}").format(STAGE),
     }
@@ -219,8 +220,7 @@ class WarehouseSink:
         inserted = cur.rowcount
         cur.execute(
             s["record"],
-            (key, batch.shard_id, batch.first_sequence, batch.last_sequence,
-             len(batch.records), inserted, self._clock()),
+            (key, batch.shard_id, *batch.first, *batch.last, len(batch.records), inserted, self._clock()),
         )
         cur.execute(s["drop"])
         return inserted

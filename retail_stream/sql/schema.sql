@@ -21,14 +21,18 @@ CREATE TABLE IF NOT EXISTS {schema}.{table} (
     line          BIGINT         NOT NULL
 );
 
--- One row per S3 object loaded: which batch, how many rows it held and how
--- many were new. A replayed object is recognised here and skipped.
+-- One row per S3 object loaded: which batch (its first and last positions in
+-- the shard: sequence and sub-sequence number, the sub-sequence telling user
+-- records of one KPL aggregate apart), how many rows it held and how many
+-- were new. A replayed object is recognised here and skipped.
 CREATE TABLE IF NOT EXISTS {schema}.load_ledger (
-    object_key      VARCHAR(1024) NOT NULL,
-    shard_id        VARCHAR(128)  NOT NULL,
-    first_sequence  VARCHAR(128)  NOT NULL,
-    last_sequence   VARCHAR(128)  NOT NULL,
-    rows_in_object  INTEGER       NOT NULL,
-    rows_inserted   INTEGER       NOT NULL,
-    loaded_at       TIMESTAMP     NOT NULL
+    object_key          VARCHAR(1024) NOT NULL,
+    shard_id            VARCHAR(128)  NOT NULL,
+    first_sequence      VARCHAR(128)  NOT NULL,
+    first_sub_sequence  BIGINT        NOT NULL DEFAULT 0,
+    last_sequence       VARCHAR(128)  NOT NULL,
+    last_sub_sequence   BIGINT        NOT NULL DEFAULT 0,
+    rows_in_object      INTEGER       NOT NULL,
+    rows_inserted       INTEGER       NOT NULL,
+    loaded_at           TIMESTAMP     NOT NULL
 );

@@ -12,7 +12,7 @@ import pytest
 import sqlglot
 from psycopg2 import sql
 
-from consumer.batch import Batch, DeadLetter
+from consumer.batch import Batch, DeadLetter, Position
 from consumer.sinks.dead_letters import DeadLetterSink
 from consumer.sinks.dynamodb import CUSTOMER_INDEX, DynamoDBSink
 from consumer.sinks.raw_zone import RawZoneSink
@@ -30,8 +30,10 @@ def unique_invoice() -> str:
 
 
 def make_batch(records, first="1", last="9", dead=(), shard=None) -> Batch:
+    """A batch from `first` to `last`: a sequence number, or a Position inside an aggregate."""
     shard = shard or f"shardId-{uuid.uuid4().hex[:12]}"
-    return Batch(shard, tuple(records), tuple(dead), first, last, 0, 1_291_192_000_000)
+    first, last = (p if isinstance(p, Position) else Position(p) for p in (first, last))
+    return Batch(shard, tuple(records), tuple(dead), first, last, 1_291_192_000_000)
 
 
 def warehouse(settings, query, *params):
@@ -106,6 +108,31 @@ def test_warehouse_load_is_idempotent_across_batch_boundaries(settings):
         "ORDER BY first_sequence", shard,
     )
     assert ledger == [(6, 6), (7, 4)]
+
+
+def test_batches_cut_inside_one_aggregate_reach_the_warehouse_once_each(settings):
+    """Ten user records of one KPL aggregate (one sequence number), cut in
+    three batches, then re-read after a crash from sub-sequence 3 and cut in
+    one: every row once, and the ledger names both ends of every object."""
+    _, raw_zone, warehouse_sink, _ = build_sinks(settings)
+    invoice = unique_invoice()
+    records = [transaction(i + 1, invoice=invoice) for i in range(10)]
+    shard = f"shardId-{invoice}"
+    cuts = [(0, 3), (4, 7), (8, 9), (4, 9)]
+    for first, last in cuts:
+        batch = make_batch(records[first:last + 1], Position("7", first), Position("7", last), shard=shard)
+        raw_zone.write(batch)
+        warehouse_sink.write(batch)
+    rows = warehouse(settings, "SELECT count(*), count(DISTINCT event_id) FROM retail.transactions "
+                     "WHERE invoice_no = %s", invoice)
+    assert rows == [(10, 10)]
+    ledger = warehouse(
+        settings, "SELECT object_key, first_sequence, first_sub_sequence, last_sequence, last_sub_sequence, "
+        "rows_in_object, rows_inserted FROM retail.load_ledger WHERE shard_id = %s ORDER BY loaded_at", shard)
+    assert [row[1:] for row in ledger] == [("7", 0, "7", 3, 4, 4), ("7", 4, "7", 7, 4, 4),
+                                           ("7", 8, "7", 9, 2, 2), ("7", 4, "7", 9, 6, 0)]
+    assert [row[0].rsplit("/", 1)[1] for row in ledger] == [
+        "7-7.3.ndjson.gz", "7.4-7.7.ndjson.gz", "7.8-7.9.ndjson.gz", "7.4-7.9.ndjson.gz"]
 
 
 def test_warehouse_rows_keep_every_value_exactly(settings):

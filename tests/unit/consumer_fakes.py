@@ -29,11 +29,12 @@ def transaction(line: int, customer: int | None = 17850, invoice: str = "536365"
     )
 
 
-def stream_record(seq: int, data: bytes | None = None, arrival_ms: int = 1_700_000_000_000) -> StreamRecord:
+def stream_record(seq: int, data: bytes | None = None, arrival_ms: int = 1_700_000_000_000,
+                  sub: int = 0) -> StreamRecord:
     return StreamRecord(
         data=encode(transaction(seq)) if data is None else data,
         sequence_number=str(seq),
-        sub_sequence_number=0,
+        sub_sequence_number=sub,
         partition_key="c17850",
         arrival_ms=arrival_ms,
     )
@@ -64,7 +65,7 @@ class RecordingSink:
             self.log.append(f"{self.name}:fail")
             raise SinkError(self.name, "unavailable")
         self.batches.append(batch)
-        self.log.append(f"{self.name}:{batch.last_sequence}")
+        self.log.append(f"{self.name}:{batch.last.sequence}")
         return len(batch.records)
 
 
@@ -73,11 +74,13 @@ class RecordingCheckpointer:
         self.log = log if log is not None else []
         self.errors = list(errors or [])
         self.positions: list[str | None] = []
+        self.subs: list[int | None] = []
 
     def checkpoint(self, sequence_number, sub_sequence_number) -> None:
         if self.errors:
             raise self.errors.pop(0)
         self.positions.append(sequence_number)
+        self.subs.append(sub_sequence_number)
         self.log.append(f"checkpoint:{sequence_number}")
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from botocore.exceptions import ClientError
 
-from consumer.batch import Batch, DeadLetter
+from consumer.batch import Batch, DeadLetter, Position
 from consumer.sinks.dead_letters import dead_letter_key, to_line
 from consumer.sinks import SinkError
 from consumer.sinks.dynamodb import DynamoDBSink, to_item, write_requests
@@ -19,8 +19,9 @@ from retail_stream.schema import Transaction, decode
 from tests.unit.consumer_fakes import stream_record, transaction
 
 
-def batch(records, dead=(), first="100", last="200", arrival_ms=1_291_192_000_000):
-    return Batch("shardId-000000000001", tuple(records), tuple(dead), first, last, 0, arrival_ms)
+def batch(records, dead=(), first=("100",), last=("200",), arrival_ms=1_291_192_000_000):
+    return Batch("shardId-000000000001", tuple(records), tuple(dead), Position(*first), Position(*last),
+                 arrival_ms)
 
 
 def test_item_keys_and_sparse_customer_index():
@@ -154,7 +155,7 @@ class SlowDynamoDB:
 def test_dynamodb_calls_go_side_by_side_and_all_items_are_written():
     client = SlowDynamoDB()
     records = tuple(transaction(i) for i in range(1, 501))
-    written = DynamoDBSink(client, "t", concurrency=4).write(Batch("s", records, (), "1", "500", 0, 0))
+    written = DynamoDBSink(client, "t", concurrency=4).write(Batch("s", records, (), Position("1"), Position("500"), 0))
     assert written == client.items == 500
     assert client.started == 20 and client.most_in_flight == 4
 
@@ -163,5 +164,5 @@ def test_a_failed_dynamodb_call_raises_only_once_the_calls_in_flight_ended():
     client = SlowDynamoDB(fail_at=3)
     records = tuple(transaction(i) for i in range(1, 501))
     with pytest.raises(SinkError):
-        DynamoDBSink(client, "t", concurrency=4).write(Batch("s", records, (), "1", "500", 0, 0))
+        DynamoDBSink(client, "t", concurrency=4).write(Batch("s", records, (), Position("1"), Position("500"), 0))
     assert client.in_flight == 0 and client.started == client.ended < 20  # no call left behind, none started after
