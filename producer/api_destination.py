@@ -51,6 +51,10 @@ class ApiRow:
     def size(self) -> int:
         return len(self.body) + 1  # and a comma in the array
 
+    @property
+    def rows(self) -> int:
+        return 1
+
 
 def check_row(row: ApiRow, max_bytes: int) -> None:
     """The batch builder's check: a row alone over a request's size is unsendable."""
@@ -95,8 +99,9 @@ class ApiDestination:
         row = dict(zip(CSV_COLUMNS, fields), line=line)
         return ApiRow(source_id, line, tuple(fields), json.dumps(row, ensure_ascii=False).encode())
 
-    def batch_builder(self, max_records: int) -> BatchBuilder:
-        return BatchBuilder(max_records=min(max_records, MAX_BATCH_RECORDS), max_bytes=MAX_REQUEST_BYTES,
+    def batch_builder(self, max_records: int | None) -> BatchBuilder:
+        return BatchBuilder(max_records=min(max_records or MAX_BATCH_RECORDS, MAX_BATCH_RECORDS),
+                            max_bytes=MAX_REQUEST_BYTES,
                             check=check_row)
 
     def send(self, batch: Sequence[ApiRow]) -> list[Refusal]:

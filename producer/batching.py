@@ -19,15 +19,21 @@ MAX_PARTITION_KEY_CHARS = 256
 
 @dataclass(frozen=True)
 class Entry:
-    """One PutRecords entry: the record's bytes and its partition key."""
+    """One PutRecords entry: the record's bytes and its partition key (one
+    row; producer/aggregation.py makes entries that hold many)."""
 
     data: bytes
     partition_key: str
+    explicit_hash_key: str | None = None
 
     @property
     def size(self) -> int:
         """Bytes this entry counts against the call and record limits."""
         return len(self.data) + len(self.partition_key.encode())
+
+    @property
+    def rows(self) -> int:
+        return 1
 
 
 class UnsendableEntry(ValueError):
@@ -56,6 +62,11 @@ class Sized(Protocol):
 
     @property
     def size(self) -> int: ...
+
+    @property
+    def rows(self) -> int:
+        """Source rows it carries (a rate limit counts rows)."""
+        ...
 
 
 class BatchBuilder:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 import structlog
 
+from producer.aggregation import DEFAULT_AGGREGATE_BYTES, AggregatingDestination, ShardMap
 from producer.csv_source import SourceError, check_source
 from producer.destinations import Destination, KinesisDestination
 from producer.kinesis_writer import DeliveryError, KinesisWriter
@@ -80,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Kinesis; same event_ids, same rejects file",
     )
     parser.add_argument(
+        "--aggregate", action="store_true",
+        help="pack rows into KPL aggregated records (as the KPL, Kinesis Agent, Fluent Bit do), grouped by "
+        "destination shard: far fewer Kinesis records and PutRecords calls; the KCL unpacks them",
+    )
+    parser.add_argument(
+        "--aggregate-bytes", type=int, default=DEFAULT_AGGREGATE_BYTES, metavar="N",
+        help=f"largest aggregated record with --aggregate (default {DEFAULT_AGGREGATE_BYTES}, the KPL's; "
+        "at most 1048576)",
+    )
+    parser.add_argument(
         "--metrics-port", type=int, metavar="PORT",
         help=f"serve Prometheus metrics and /healthz here (default: METRICS_PORT or {DEFAULT_METRICS_PORT})",
     )
@@ -105,6 +116,10 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return "--max-attempts must be at least 1"
     if args.via_api is not None and not args.via_api.startswith(("http://", "https://")):
         return "--via-api needs an http:// or https:// URL"
+    if args.aggregate and args.via_api is not None:
+        return "--aggregate and --via-api exclude each other (the API writes its own records)"
+    if not 1024 <= args.aggregate_bytes <= 1024 * 1024:
+        return "--aggregate-bytes must be 1024 to 1048576"
     if args.via_api is not None and args.stream:
         return "--stream and --via-api exclude each other (the API writes to its own stream)"
     if args.source_id is not None and len(args.csv) > 1:
@@ -244,7 +259,11 @@ def build_destination(
         from producer.api_destination import ApiDestination  # httpx: only this path needs it
 
         return ApiDestination(args.via_api, client=http_client, max_attempts=args.max_attempts, metrics=metrics)
-    return KinesisDestination(KinesisWriter(kinesis, stream_name, max_attempts=args.max_attempts, metrics=metrics))
+    writer = KinesisWriter(kinesis, stream_name, max_attempts=args.max_attempts, metrics=metrics)
+    if args.aggregate:
+        return AggregatingDestination(writer, lambda: ShardMap.load(kinesis, stream_name),
+                                      aggregate_bytes=args.aggregate_bytes)
+    return KinesisDestination(writer)
 
 
 def report(

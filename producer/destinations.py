@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-from producer.batching import BatchBuilder, Entry
+from producer.batching import MAX_BATCH_RECORDS, BatchBuilder, Entry
 from producer.kinesis_writer import KinesisWriter, WriterStats
 from retail_stream.schema import encode, parse_row
 
@@ -37,8 +37,9 @@ class Destination(Protocol):
         UnsendableEntry, with the reason, for a row refused here."""
         ...
 
-    def batch_builder(self, max_records: int) -> BatchBuilder:
-        """A builder packing prepared rows into batches this destination takes."""
+    def batch_builder(self, max_records: int | None) -> BatchBuilder:
+        """A builder packing prepared rows into batches this destination
+        takes, at most `max_records` rows a batch (None: as many as fit)."""
         ...
 
     def send(self, batch: Sequence[Any]) -> list[Refusal]:
@@ -58,8 +59,8 @@ class KinesisDestination:
         record = parse_row(fields, source_id, line)
         return Entry(encode(record), record.partition_key)
 
-    def batch_builder(self, max_records: int) -> BatchBuilder:
-        return BatchBuilder(max_records=max_records)
+    def batch_builder(self, max_records: int | None) -> BatchBuilder:
+        return BatchBuilder(max_records=max_records or MAX_BATCH_RECORDS)
 
     def send(self, batch: Sequence[Entry]) -> list[Refusal]:
         self._writer.put_batch(batch)

@@ -75,11 +75,12 @@ class WriterStats:
     through, and how hard the stream pushed back."""
 
     calls: int = 0  # PutRecords calls made, including retries
-    records_sent: int = 0  # entries Kinesis accepted
+    records_sent: int = 0  # rows in the entries Kinesis accepted (an aggregate holds many)
     bytes_sent: int = 0  # data + partition key bytes of the accepted entries
     retried: int = 0  # entries sent again after being refused (once per re-send)
     throttled: int = 0  # refusals for ProvisionedThroughputExceededException (shard over its limit)
     failed: int = 0  # entries given up on (reported in a DeliveryError)
+    rerouted: int = 0  # rows sent again: their aggregate landed on a shard that drops them (a reshard)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -93,6 +94,7 @@ class BatchResult:
     bytes: int
     attempts: int
     sequence_numbers: tuple[str, ...]
+    shard_ids: tuple[str, ...]  # where each entry landed
 
 
 def backoff_delay(attempt: int, base_delay: float, max_delay: float, rng: Callable[[], float]) -> float:
@@ -149,6 +151,7 @@ class KinesisWriter:
         """
         pending = list(range(len(entries)))  # indexes into entries, in order
         sequence_numbers: list[str | None] = [None] * len(entries)
+        shard_ids: list[str | None] = [None] * len(entries)
         failures: list[FailedEntry] = []
         attempt = 0
         while pending:
@@ -166,12 +169,13 @@ class KinesisWriter:
                     still_pending.append(index)
                 else:
                     sequence_numbers[index] = result.get("SequenceNumber", "")
+                    shard_ids[index] = result.get("ShardId", "")
             for failure in failures:
                 self._metrics.entries_failed(failure.error_code)
             refused = set(still_pending)
             accepted = [entries[i] for i in pending if i not in refused]
             self._count(
-                records_sent=len(accepted),
+                records_sent=sum(e.rows for e in accepted),
                 bytes_sent=sum(e.size for e in accepted),
                 throttled=sum(1 for f in failures if f.error_code == THROTTLED),
             )
@@ -197,7 +201,12 @@ class KinesisWriter:
             bytes=sum(e.size for e in entries),
             attempts=attempt,
             sequence_numbers=tuple(s or "" for s in sequence_numbers),
+            shard_ids=tuple(s or "" for s in shard_ids),
         )
+
+    def note_rerouted(self, rows: int) -> None:
+        """Count rows a sender sends again because the shard they landed on drops them."""
+        self._count(rerouted=rows)
 
     def _call(self, batch: list[Entry], attempt: int) -> list[dict]:
         """One PutRecords call; returns one result per entry, in order. A
@@ -207,7 +216,7 @@ class KinesisWriter:
         try:
             response = self._client.put_records(
                 StreamName=self.stream_name,
-                Records=[{"Data": e.data, "PartitionKey": e.partition_key} for e in batch],
+                Records=[_request_entry(e) for e in batch],
             )
             self._metrics.put_records_call(self._clock() - started, len(batch))
         except ClientError as exc:
@@ -238,3 +247,9 @@ class KinesisWriter:
             for name, value in increments.items():
                 setattr(self.stats, name, getattr(self.stats, name) + value)
         self._metrics.count(**increments)
+
+
+def _request_entry(entry: Entry) -> dict:
+    if entry.explicit_hash_key is None:
+        return {"Data": entry.data, "PartitionKey": entry.partition_key}
+    return {"Data": entry.data, "PartitionKey": entry.partition_key, "ExplicitHashKey": entry.explicit_hash_key}

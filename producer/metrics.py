@@ -19,6 +19,7 @@ _STAT_COUNTERS = {
     "bytes_sent": "bytes_sent",
     "retried": "retries",
     "throttled": "throttles",
+    "rerouted": "rows_rerouted",
 }
 
 
@@ -41,7 +42,11 @@ class ProducerMetrics:
         # How much of the input have we read?
         self.rows_read = Counter(f"{PREFIX}_rows_read", "CSV data rows read", **kw)
         # How much got into the stream?
-        self.records_sent = Counter(f"{PREFIX}_records_sent", "Records Kinesis accepted", **kw)
+        self.records_sent = Counter(f"{PREFIX}_records_sent", "Rows Kinesis accepted (aggregated or not)", **kw)
+        # Did a reshard make aggregated rows land where the KCL drops them?
+        self.rows_rerouted = Counter(
+            f"{PREFIX}_rows_rerouted", "Aggregated rows sent again: their aggregate landed on a shard that drops them",
+            **kw)
         # How much bad input, and of which kind?
         self.rows_rejected = Counter(f"{PREFIX}_rows_rejected", "Rows set aside in the rejects file", ["reason"], **kw)
         # How many calls does it take?

@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Sequence
 
 import structlog
 
-from producer.batching import MAX_BATCH_RECORDS, UnsendableEntry
+from producer.batching import UnsendableEntry
 from producer.csv_source import SourceError, read_rows
 from producer.destinations import Destination, KinesisDestination
 from producer.kinesis_writer import KinesisWriter
@@ -98,11 +98,12 @@ class ReplaySummary:
     """The figures of one replay run."""
 
     rows: int = 0  # data rows read from the CSV files (valid or not)
-    sent: int = 0  # records Kinesis accepted
+    sent: int = 0  # rows Kinesis accepted (each counted once, also when aggregated)
     rejected: int = 0  # rows written to a rejects file
     retried: int = 0  # entries re-sent after Kinesis refused them
     throttled: int = 0  # refusals for shard write limits
     calls: int = 0  # PutRecords calls
+    rerouted: int = 0  # aggregated rows sent again after a reshard moved their shard
     bytes: int = 0  # data + partition key bytes accepted
     passes: int = 0  # passes started over the files
     seconds: float = 0.0
@@ -123,6 +124,7 @@ class ReplaySummary:
             "retried": self.retried,
             "throttled": self.throttled,
             "calls": self.calls,
+            "rerouted": self.rerouted,
             "bytes": self.bytes,
             "passes": self.passes,
             "seconds": round(self.seconds, 3),
@@ -171,7 +173,7 @@ class Replay:
         self._metrics = metrics or NoProducerMetrics()
         # Under a rate limit a batch is one burst, so records leave steadily
         # instead of waiting for 500 to accumulate.
-        self._builder = destination.batch_builder(rate.burst if rate else MAX_BATCH_RECORDS)
+        self._builder = destination.batch_builder(rate.burst if rate else None)
         self._started = clock()
         # The writer may outlive this replay (or serve others): count our share.
         self._stats_before = destination.stats.as_dict()
@@ -190,9 +192,9 @@ class Replay:
         try:
             for source_id, line, fields, rejects in self._rows():
                 self._replay_row(source_id, line, fields, rejects)
-            self._send(self._builder.flush())
+            self._send_pending()
         except SourceError:
-            self._send(self._builder.flush())
+            self._send_pending()
             raise
         finally:
             self._tick()
@@ -258,14 +260,19 @@ class Replay:
             return  # the destination judges the row; an undatable one is not paced
         if self._timeline.delay(when) > 0:
             # Nothing waiting in the buffer while we sleep: what is due goes now.
-            self._send(self._builder.flush())
+            self._send_pending()
         self._timeline.wait(when)
+
+    def _send_pending(self) -> None:
+        """Send everything the builder holds (an aggregating one may hold several batches)."""
+        while (batch := self._builder.flush()) is not None:
+            self._send(batch)
 
     def _send(self, batch: list | None) -> None:
         if not batch:
             return
         if self._rate:
-            self._rate.acquire(len(batch))
+            self._rate.acquire(sum(entry.rows for entry in batch))
         for refusal in self._destination.send(batch):
             rejects = self._rejects[refusal.source_id]
             self._reject(rejects, refusal.source_id, refusal.line, refusal.reason, refusal.fields)
@@ -277,7 +284,8 @@ class Replay:
         stats, before = self._destination.stats, self._stats_before
         # From the writer's counts, so a batch that failed part-way still
         # counts the records Kinesis did accept.
-        self.summary.sent = stats.records_sent - before["records_sent"]
+        self.summary.rerouted = stats.rerouted - before["rerouted"]
+        self.summary.sent = stats.records_sent - before["records_sent"] - self.summary.rerouted
         self.summary.bytes = stats.bytes_sent - before["bytes_sent"]
         self.summary.retried = stats.retried - before["retried"]
         self.summary.throttled = stats.throttled - before["throttled"]

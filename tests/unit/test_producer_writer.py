@@ -72,7 +72,7 @@ def test_a_fully_accepted_batch_is_one_call():
     assert result.sequence_numbers == ("1", "2", "3", "4")
     assert w.stats.as_dict() == {
         "calls": 1, "records_sent": 4, "bytes_sent": sum(e.size for e in batch),
-        "retried": 0, "throttled": 0, "failed": 0,
+        "retried": 0, "throttled": 0, "failed": 0, "rerouted": 0,
     }
 
 
