@@ -2,6 +2,7 @@
 throwaway local stack (its own folder and free ports).
 
     producer   100,000 rows replayed (PutRecords, 500 a call)  vs  one PutRecord per row
+               and as KPL aggregates (--aggregate)             vs  the same replay without
     consumer   draining them: KCL, batches, all three sinks,   vs  one PutItem + PutObject + INSERT
                checkpointed                                        per record
     processor  CPU per record (decode, validate, every sink's serialization), peak memory
@@ -27,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from bench import consumer, data, latency, processor, producer
+from local_stack import census
 from local_stack.demo import stop
 from local_stack.ports import free_port
 from local_stack.provision import ensure_stream
@@ -36,6 +38,7 @@ from retail_stream.settings import Settings
 
 NAIVE_STREAM = "bench-naive"
 REPEAT_STREAM = "bench-replay-2"
+AGGREGATED_STREAMS = ("bench-aggregated-1", "bench-aggregated-2")
 # The consumer's flush limits are its defaults but for the age: 5 s instead
 # of 60, so the drain's last partial batches are not a minute's wait.
 FLUSH_MAX_AGE_SECONDS = 5
@@ -89,18 +92,35 @@ def run_benches(args, settings: Settings, env: dict, tmp: Path, state_dir: Path)
     # noisy moment on the machine does not decide the ratio.
     naive_settings = dataclasses.replace(settings, stream_name=NAIVE_STREAM)
     ensure_stream(naive_settings, shard_count=1)
-    ensure_stream(dataclasses.replace(settings, stream_name=REPEAT_STREAM), shard_count=2)
-    batched_runs, naive_runs = [], []
+    for stream in (REPEAT_STREAM, *AGGREGATED_STREAMS):
+        ensure_stream(dataclasses.replace(settings, stream_name=stream), shard_count=2)
+    batched_runs, naive_runs, aggregated_runs = [], [], []
     for turn, stream in enumerate((settings.stream_name, REPEAT_STREAM), 1):  # the consumer drains the first
         say(f"producer, run {turn} of 2: replaying {args.rows} rows with PutRecords")
         batched_runs.append(producer.replay(csv, {**env, "KINESIS_STREAM_NAME": stream}, tmp / "rejects.jsonl"))
+        say(f"producer, run {turn} of 2: replaying {args.rows} rows as KPL aggregates (--aggregate)")
+        aggregated_runs.append(producer.replay(csv, {**env, "KINESIS_STREAM_NAME": AGGREGATED_STREAMS[turn - 1]},
+                                               tmp / "rejects.jsonl", "--aggregate"))
         say(f"producer, run {turn} of 2: the naive way, {args.naive_rows} rows, one PutRecord each")
         naive_runs.append(producer.naive_replay(csv, settings, NAIVE_STREAM, args.naive_rows))
     batched = max(batched_runs, key=lambda run: run.per_second)
+    aggregated = max(aggregated_runs, key=lambda run: run.per_second)
     naive_put = max(naive_runs, key=lambda run: run.per_second)
+    plain_records = census.stream_records(dataclasses.replace(settings, stream_name=REPEAT_STREAM))
+    kpl_records = census.stream_records(dataclasses.replace(settings, stream_name=AGGREGATED_STREAMS[1]))
     figures.update(
         producer_records_per_s=round(batched.per_second), producer_naive_records_per_s=round(naive_put.per_second),
         producer_speedup=round(batched.per_second / naive_put.per_second, 1),
+        producer_aggregated_records_per_s=round(aggregated.per_second),
+        producer_aggregated_speedup=round(aggregated.per_second / batched.per_second, 1),
+        puts_per_100k=round(batched.calls_per_100k, 1),
+        puts_per_100k_aggregated=round(aggregated.calls_per_100k, 1),
+        kinesis_records_per_100k_aggregated=round(
+            sum(map(len, kpl_records.values())) * 100_000 / aggregated.records, 1),
+        payload_units_per_100k=round(
+            sum(map(producer.payload_units, plain_records.values())) * 100_000 / batched.records),
+        payload_units_per_100k_aggregated=round(
+            sum(map(producer.payload_units, kpl_records.values())) * 100_000 / aggregated.records),
     )
 
     say(f"consumer: the naive way, {naive_put.records} records, PutItem + PutObject + INSERT each")
@@ -155,6 +175,13 @@ ROWS = [
     ("producer", "records/s, PutRecords", "producer_records_per_s", ""),
     ("", "records/s, PutRecord per row (naive)", "producer_naive_records_per_s", ""),
     ("", "speedup", "producer_speedup", "target >= 50x"),
+    ("", "records/s, --aggregate (KPL aggregates)", "producer_aggregated_records_per_s", ""),
+    ("", "aggregated / PutRecords", "producer_aggregated_speedup", ""),
+    ("", "PutRecords calls per 100k rows", "puts_per_100k", ""),
+    ("", "PutRecords calls per 100k rows, aggregated", "puts_per_100k_aggregated", ""),
+    ("", "Kinesis records per 100k rows, aggregated", "kinesis_records_per_100k_aggregated", ""),
+    ("", "PUT payload units per 100k rows", "payload_units_per_100k", ""),
+    ("", "PUT payload units per 100k rows, aggregated", "payload_units_per_100k_aggregated", ""),
     ("consumer", "records/s, KCL to 3 sinks, checkpointed", "consumer_records_per_s", ""),
     ("", "records/s, a write per record per sink (naive)", "consumer_naive_records_per_s", ""),
     ("", "speedup", "consumer_speedup", "target >= 20x"),

@@ -1,5 +1,6 @@
 """The producer against the emulator: the real replay (PutRecords, 500 a
-call) against the naive way, one PutRecord per row."""
+call; and with --aggregate, KPL aggregates) against the naive way, one
+PutRecord per row."""
 
 from __future__ import annotations
 
@@ -20,23 +21,37 @@ from retail_stream.settings import Settings
 class Throughput:
     records: int
     seconds: float
+    calls: int = 0  # PutRecords (or PutRecord) calls it took
 
     @property
     def per_second(self) -> float:
         return self.records / self.seconds
 
+    @property
+    def calls_per_100k(self) -> float:
+        return self.calls * 100_000 / self.records
 
-def replay(csv: Path, env: dict, rejects: Path) -> Throughput:
+
+# Kinesis bills PutRecords by PUT payload units: every record, in 25 KB chunks, rounded up.
+PAYLOAD_UNIT_BYTES = 25 * 1024
+
+
+def payload_units(records: list[dict]) -> int:
+    """PUT payload units of these records (GetRecords' shape). Pure."""
+    return sum(-(-(len(r["Data"]) + len(r["PartitionKey"].encode())) // PAYLOAD_UNIT_BYTES) for r in records)
+
+
+def replay(csv: Path, env: dict, rejects: Path, *args: str) -> Throughput:
     """`python -m producer` over the file; its own summary says how long the
     replay took (interpreter start-up left out)."""
     done = subprocess.run(
-        [sys.executable, "-m", "producer", str(csv), "--rejects", str(rejects), "--no-metrics"],
+        [sys.executable, "-m", "producer", str(csv), "--rejects", str(rejects), "--no-metrics", *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False,
     )
     if done.returncode != 0:
         raise SystemExit(f"the producer failed ({done.returncode}): {done.stderr[-2000:]}")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    return Throughput(summary["sent"], summary["seconds"])
+    return Throughput(summary["sent"], summary["seconds"], summary["calls"])
 
 
 def naive_replay(csv: Path, settings: Settings, stream: str, rows: int) -> Throughput:
@@ -54,4 +69,4 @@ def naive_replay(csv: Path, settings: Settings, stream: str, rows: int) -> Throu
             continue
         kinesis.put_record(StreamName=stream, Data=encode(record), PartitionKey=record.partition_key)
         sent += 1
-    return Throughput(sent, time.perf_counter() - started)
+    return Throughput(sent, time.perf_counter() - started, sent)

@@ -5,6 +5,7 @@ stores themselves, never from counters the services keep."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 
@@ -47,6 +48,73 @@ def stream_records(settings: Settings) -> dict[str, list[dict]]:
                 break
             iterator = response.get("NextShardIterator")
     return found
+
+
+def delivered_positions(record: dict, shard: dict) -> list[tuple[str, int]]:
+    """The (sequence, sub-sequence) of every user record the KCL hands over
+    for this Kinesis record of `shard` (ListShards' shape): one for a plain
+    record or a corrupt aggregate, one per user record of a well-formed KPL
+    aggregate whose key hashes into the shard (the KCL drops the others). Pure."""
+    sequence = record["SequenceNumber"]
+    users = kpl_user_keys(record["Data"])
+    if users is None:
+        return [(sequence, 0)]
+    low, high = (int(shard["HashKeyRange"][k]) for k in ("StartingHashKey", "EndingHashKey"))
+    return [(sequence, sub) for sub, key in enumerate(users) if low <= key <= high]
+
+
+def kpl_user_keys(data: bytes) -> list[int] | None:
+    """The hash keys of a KPL aggregate's user records, in order; None when
+    `data` is not a well-formed aggregate (the KCL then delivers it whole)."""
+    from aws_kinesis_agg import aggregator  # noqa: F401  (puts the package on sys.path for messages_pb2)
+    from aws_kinesis_agg import messages_pb2
+    from google.protobuf.message import DecodeError
+
+    from producer.aggregation import hash_key
+
+    if not data.startswith(b"\xf3\x89\x9a\xc2") or len(data) < 20:
+        return None
+    body = data[4:-16]
+    if hashlib.md5(body).digest() != data[-16:]:
+        return None
+    try:
+        aggregate = messages_pb2.AggregatedRecord.FromString(body)
+    except DecodeError:
+        return None
+    return [int(aggregate.explicit_hash_key_table[r.explicit_hash_key_index]) if r.HasField("explicit_hash_key_index")
+            else hash_key(aggregate.partition_key_table[r.partition_key_index]) for r in aggregate.records]
+
+
+def shard_ends(settings: Settings) -> dict[str, tuple[str, int]]:
+    """Each shard's last delivered position (sequence, sub-sequence): where a
+    consumer that has read everything is checkpointed."""
+    kinesis = aws.client("kinesis", settings)
+    shards = {s["ShardId"]: s for s in kinesis.list_shards(StreamName=settings.stream_name)["Shards"]}
+    ends = {}
+    for shard_id, records in stream_records(settings).items():
+        for record in reversed(records):
+            positions = delivered_positions(record, shards[shard_id])
+            if positions:
+                ends[shard_id] = positions[-1]
+                break
+    return ends
+
+
+def checkpoints(settings: Settings) -> dict[str, tuple[str | None, int]]:
+    """The KCL's checkpoint of every lease: (sequence or SHARD_END/TRIM_HORIZON…, sub-sequence)."""
+    client = aws.client("dynamodb", settings)
+    try:
+        items = client.scan(TableName=settings.kcl_application_name)["Items"]
+    except client.exceptions.ResourceNotFoundException:
+        return {}  # the KCL has not created its lease table yet
+    return {i["leaseKey"]["S"]: (i.get("checkpoint", {}).get("S"), int(i.get("checkpointSubSequenceNumber", {}).get("N", 0)))
+            for i in items}
+
+
+def drained(settings: Settings) -> bool:
+    """Every shard with records checkpointed at its last delivered position (or its end, once closed)."""
+    ends, cps = shard_ends(settings), checkpoints(settings)
+    return all(cps.get(shard) == end or (cps.get(shard) or (None,))[0] == "SHARD_END" for shard, end in ends.items())
 
 
 def kinesis_records(settings: Settings) -> int:

@@ -298,11 +298,9 @@ class Rig:
         return {i["leaseKey"]["S"]: i.get("leaseOwner", {}).get("S") for i in items}
 
     def drained(self) -> bool:
-        """Every shard checkpointed at its last record (or its end, once closed)."""
-        last = {shard: records[-1]["SequenceNumber"]
-                for shard, records in census.stream_records(self.settings).items() if records}
-        cps = self.checkpoints()
-        return all(cps.get(shard) in (seq, "SHARD_END") for shard, seq in last.items())
+        """Every shard checkpointed at its last delivered position, sub-sequence
+        included (or its end, once closed)."""
+        return census.drained(self.settings)
 
     def wait_drained(self, timeout: float = 300) -> float:
         """Block until drained; the seconds it took."""

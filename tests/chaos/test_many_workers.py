@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from tests.chaos.harness import expected_ids, open_rig, scaled, source_ids, summary, wait_until
+from local_stack import census
+from tests.chaos.harness import Rule, expected_ids, open_rig, scaled, source_ids, summary, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
@@ -103,3 +104,45 @@ def test_a_frozen_worker_wakes_as_a_zombie(rig):
     late = [e for e in zombie.events("checkpointed")
             if e["shard_id"] == shard and frozen_at < e["timestamp"] < regained]
     assert late == []
+
+
+def test_a_worker_killed_inside_an_aggregate_and_another_finishes_the_shard(rig):
+    """KPL aggregates (our producer's --aggregate), a worker that flushes
+    every 29 user records, so its checkpoints fall inside aggregates; it is
+    killed mid-flush with its checkpoint inside an aggregate, and the leader
+    takes the shard over from exactly that sub-sequence."""
+    source, passes = "chaos-kpl", scaled(8, 30)
+    for name, worker in rig.workers.items():
+        if name != "w1" and worker.running():
+            worker.stop()  # the earlier scenarios' workers: two workers for two shards here
+    producer = rig.producer(source, passes, "--aggregate", "--aggregate-bytes", "20000", "--rate", "150")
+    rig.worker("w1")
+    victim = rig.worker("kpl", FLUSH_MAX_RECORDS="29")
+    owners_seen(rig, [], lambda o: set(o.values()) == {"w1", "kpl"}, 120, "w1 and kpl to hold one lease each")
+    # w1 has run since the module began, so it holds the leader lock: the victim's shard moves in seconds.
+    assert rig.leader() == "w1"
+    for attempt in range(10):
+        shard = next(s for s, owner in rig.lease_owners().items() if owner == "kpl")
+        # Hold the victim's next raw-zone write: it dies with a batch half written.
+        rig.proxy.inject(Rule(f"mid-aggregate-{attempt}", "hold", "s3", "PutObject", target=shard))
+        rig.proxy.wait_fired(f"mid-aggregate-{attempt}")
+        at_kill = census.checkpoints(rig.settings)[shard]
+        if at_kill[1] > 0 and rig.lease_owners()[shard] == "kpl":
+            break
+        rig.proxy.clear()  # checkpointed at an aggregate's edge (or moved): try the next flush
+    else:
+        raise AssertionError("the victim never held a checkpoint inside an aggregate")
+    victim.kill()
+    killed = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    rig.proxy.clear()  # the held write lands late, after its sender died
+    wait_until(lambda: rig.lease_owners()[shard] == "w1", 120, "w1 to take the killed worker's shard")
+    summary(producer)
+    outcome = rig.judge("kpl_worker_killed_mid_aggregate",
+                        "KPL aggregates; a worker killed mid-flush with its checkpoint inside an aggregate, "
+                        "the shard finished by another worker", source_ids(source, passes),
+                        expected_ids(source, passes), rig.wait_drained(), checkpoint_at_kill=list(at_kill))
+    outcome.assert_clean()
+    # The new owner starts right after the checkpoint: the next user record of the same aggregate.
+    taken = [e for e in rig.workers["w1"].events("batch_written") if e["shard_id"] == shard and e["timestamp"] > killed]
+    assert taken, "w1 wrote nothing of the shard it took over"
+    assert (taken[0]["first_sequence"], taken[0]["first_sub_sequence"]) == (at_kill[0], at_kill[1] + 1)

@@ -9,11 +9,8 @@ through the HTTP API under another source id).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,9 +22,9 @@ from local_stack import census
 from producer.csv_source import read_rows
 from retail_stream import aws
 from retail_stream.schema import InvalidRecord, event_id, parse_row
-from retail_stream.settings import Settings
 from tests.api_server import running_api
-from tests.conftest import free_ports, running_stack
+from tests.conftest import running_stack
+from tests.e2e.harness import Pipeline, wait_until
 from tests.report_oracle import amount, expected_views, kind, read_views
 
 pytestmark = pytest.mark.e2e
@@ -45,64 +42,6 @@ def expected_records():
             continue
         valid[record.event_id] = record
     return valid, invalid
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-class Pipeline:
-    def __init__(self, stack, tmp: Path):
-        consumer_port, self.producer_port = free_ports(2)
-        self.env = {**os.environ, **stack.environment(), "FLUSH_MAX_AGE_SECONDS": "2", "KCL_WORKER_ID": "e2e",
-                    "METRICS_PORT": str(consumer_port)}
-        self.settings = Settings.from_env(self.env)
-        self.tmp = tmp
-        self.consumer = None
-
-    def produce(self, *args: str) -> dict:
-        out = subprocess.run(
-            [sys.executable, "-m", "producer", *args], env={**self.env, "METRICS_PORT": str(self.producer_port)},
-            cwd=self.tmp,
-            stdout=subprocess.PIPE, text=True, check=True,
-        )
-        return json.loads(out.stdout.strip().splitlines()[-1])
-
-    def start_consumer(self):
-        self.log = (self.tmp / "consumer.log").open("w")
-        self.consumer = subprocess.Popen(
-            [sys.executable, "-m", "consumer"], env=self.env, stdout=self.log, stderr=self.log
-        )
-
-    def stop_consumer(self) -> int:
-        self.consumer.send_signal(signal.SIGTERM)
-        return self.consumer.wait(60)
-
-    def checkpoints(self) -> dict[str, str]:
-        client = aws.client("dynamodb", self.settings)
-        try:
-            items = client.scan(TableName=self.settings.kcl_application_name)["Items"]
-        except client.exceptions.ResourceNotFoundException:
-            return {}  # the KCL has not created its lease table yet
-        return {i["leaseKey"]["S"]: i.get("checkpoint", {}).get("S") for i in items}
-
-    def last_sequences(self) -> dict[str, str]:
-        return {
-            shard: records[-1]["SequenceNumber"]
-            for shard, records in census.stream_records(self.settings).items()
-            if records
-        }
-
-    def drained(self) -> bool:
-        last = self.last_sequences()
-        cps = self.checkpoints()
-        return bool(last) and all(cps.get(shard) == seq for shard, seq in last.items())
 
 
 @pytest.fixture(scope="module")

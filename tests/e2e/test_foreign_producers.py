@@ -1,0 +1,193 @@
+"""Records from producers we did not write, through the real KCL daemon.
+
+One stream carries, side by side: KPL aggregates made by AWS's own
+`aws-kinesis-agg` (grouped by destination shard, explicit hash key inside the
+shard, as the KPL does), plain records put with boto3, our producer's
+`--aggregate`, and aggregates whose framing is corrupt. The consumer flushes
+every 37 records, so nearly every batch starts or ends inside an aggregate.
+Then the consumer is restarted with other flush sizes (1 and 20,000) on new
+records: the sinks must hold every user record, DynamoDB and the warehouse
+exactly once, whatever the cut.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import psycopg2
+import pytest
+from aws_kinesis_agg.aggregator import RecordAggregator
+
+from consumer.kpl import BAD_AGGREGATE
+from local_stack import census
+from producer.aggregation import ShardMap, hash_key
+from producer.csv_source import read_rows
+from retail_stream import aws
+from retail_stream.schema import InvalidRecord, Transaction, encode, parse_row
+from tests.conftest import running_stack
+from tests.e2e.harness import Pipeline, wait_until
+
+pytestmark = pytest.mark.e2e
+
+CSV = Path(__file__).resolve().parents[2] / "data" / "TestSample.csv"
+
+
+def rows(source: str) -> list[Transaction]:
+    """The sample's valid rows under this source id."""
+    found = []
+    for line, fields in read_rows(CSV):
+        try:
+            found.append(parse_row(fields, source, line))
+        except InvalidRecord:
+            pass
+    return found
+
+
+def put_with_aws_kinesis_agg(kinesis, stream: str, records: list[Transaction], max_size: int) -> int:
+    """Aggregate as the KPL does, with AWS's library: one aggregator per
+    destination shard, each aggregate put with the shard's explicit hash key.
+    Returns the Kinesis records put."""
+    shard_map = ShardMap.load(kinesis, stream)
+    aggregators = {s.shard_id: RecordAggregator(max_size) for s in shard_map.shards}
+    aggregates = []
+    for record in records:
+        shard = shard_map.shard_for(hash_key(record.partition_key))
+        full = aggregators[shard.shard_id].add_user_record(record.partition_key, encode(record))
+        if full:
+            aggregates.append((shard, full))
+    aggregates += [(shard_map.get(sid), a.clear_and_get()) for sid, a in aggregators.items() if a.get_num_user_records()]
+    entries = []
+    for shard, aggregate in aggregates:
+        partition_key, _, data = aggregate.get_contents()
+        entries.append({"Data": data, "PartitionKey": partition_key, "ExplicitHashKey": str(shard.starting_hash_key)})
+    for start in range(0, len(entries), 100):
+        answer = kinesis.put_records(StreamName=stream, Records=entries[start:start + 100])
+        assert answer["FailedRecordCount"] == 0
+    return len(entries)
+
+
+def put_plain(kinesis, stream: str, records: list[Transaction]) -> None:
+    for start in range(0, len(records), 500):
+        answer = kinesis.put_records(StreamName=stream, Records=[
+            {"Data": encode(r), "PartitionKey": r.partition_key} for r in records[start:start + 500]])
+        assert answer["FailedRecordCount"] == 0
+
+
+def corrupt_aggregates(tag: str) -> list[bytes]:
+    """Aggregates of two valid rows each, broken as framing breaks in the wild."""
+    def aggregate(n: int) -> bytes:
+        aggregator = RecordAggregator()
+        for record in rows(f"{tag}-{n}")[:2]:
+            aggregator.add_user_record(record.partition_key, encode(record))
+        return aggregator.clear_and_get().get_contents()[2]
+
+    bad_md5 = aggregate(1)
+    bad_md5 = bad_md5[:-1] + bytes([bad_md5[-1] ^ 0xFF])
+    body = aggregate(2)[4:-16][:40]
+    truncated_protobuf = b"\xf3\x89\x9a\xc2" + body + hashlib.md5(body).digest()
+    truncated_record = aggregate(3)[:60]
+    return [bad_md5, truncated_protobuf, truncated_record]
+
+
+class Sinks:
+    """What each store holds of some sources, read from the stores themselves."""
+
+    def __init__(self, settings, sources: list[str]) -> None:
+        self.settings = settings
+        self.sources = sources
+
+    def dynamodb(self) -> list[str]:
+        paginator = aws.client("dynamodb", self.settings).get_paginator("scan")
+        return [i["event_id"]["S"] for page in paginator.paginate(
+            TableName=self.settings.dynamodb_table, ProjectionExpression="event_id, #s",
+            ExpressionAttributeNames={"#s": "source"}) for i in page["Items"] if i["source"]["S"] in self.sources]
+
+    def warehouse(self) -> list[str]:
+        with psycopg2.connect(self.settings.warehouse_dsn) as conn, conn.cursor() as cur:
+            cur.execute("SELECT event_id FROM retail.transactions WHERE source = ANY(%s)", (self.sources,))
+            found = [row[0] for row in cur.fetchall()]
+        conn.close()
+        return found
+
+    def raw_zone(self) -> list[str]:
+        _, lines = census.s3_lines(self.settings, self.settings.s3_raw_prefix)
+        return [r["event_id"] for r in map(json.loads, lines) if r["source"] in self.sources]
+
+    def assert_every_row(self, expected: set[str]) -> None:
+        dynamodb, warehouse, raw = self.dynamodb(), self.warehouse(), self.raw_zone()
+        assert sorted(dynamodb) == sorted(expected), "DynamoDB: every user record exactly once"
+        assert sorted(warehouse) == sorted(expected), "warehouse: every user record exactly once"
+        assert set(raw) == expected, "raw zone: every user record at least once"
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e-foreign")
+    with running_stack(tmp / "stack") as stack:
+        p = Pipeline(stack, tmp, FLUSH_MAX_RECORDS="37", FLUSH_MAX_AGE_SECONDS="1")
+        try:
+            p.start_consumer()
+            yield p
+        finally:
+            if p.consumer and p.consumer.poll() is None:
+                p.stop_consumer()
+
+
+def batch_events(pipeline) -> list[dict]:
+    events = []
+    for line in (pipeline.tmp / "consumer.log").read_text(errors="replace").splitlines():
+        if '"batch_written"' in line:
+            events.append(json.loads(line))
+    return events
+
+
+def test_aggregated_and_plain_records_on_one_stream_each_land_once(pipeline):
+    kinesis = aws.client("kinesis", pipeline.settings)
+    stream = pipeline.settings.stream_name
+    library, plain = rows("kpl-library.csv"), rows("plain.csv")
+    aggregates = put_with_aws_kinesis_agg(kinesis, stream, library, max_size=8_000)
+    put_plain(kinesis, stream, plain)
+    ours = pipeline.produce(str(CSV), "--aggregate", "--aggregate-bytes", "12000", "--source-id", "ours.csv",
+                            "--rejects", str(pipeline.tmp / "rejects-ours.jsonl"))
+    poison = corrupt_aggregates("corrupt")
+    for n, data in enumerate(poison):
+        kinesis.put_record(StreamName=stream, Data=data, PartitionKey=f"corrupt-{n}")
+    assert aggregates < len(library) / 10 and ours["sent"] == len(plain)
+
+    wait_until(pipeline.drained, 300, "the consumer to checkpoint every shard's last user record")
+    sources = ["kpl-library.csv", "plain.csv", "ours.csv"]
+    expected = {r.event_id for source in sources for r in rows(source)}
+    Sinks(pipeline.settings, sources).assert_every_row(expected)
+
+    # The corrupt aggregates: dead-lettered whole, with their raw bytes and a reason that names them.
+    _, lines = census.s3_lines(pipeline.settings, pipeline.settings.s3_dead_letter_prefix)
+    letters = [json.loads(line) for line in lines]
+    assert sorted(base64.b64decode(d["data_base64"]) for d in letters) == sorted(poison)
+    assert all(d["reason"].startswith(BAD_AGGREGATE) for d in letters)
+
+    # Batches really were cut inside aggregates, and no two share a raw-zone key.
+    events = batch_events(pipeline)
+    inside = [e for e in events if e["first_sub_sequence"] > 0 or e["last_sub_sequence"] > 0]
+    assert len(inside) > len(events) / 2
+    keys = {(e["shard_id"], e["first_sequence"], e["first_sub_sequence"], e["last_sequence"], e["last_sub_sequence"])
+            for e in events if e["records"]}
+    objects, _ = census.s3_lines(pipeline.settings, pipeline.settings.s3_raw_prefix)
+    assert objects == len(keys) == len([e for e in events if e["records"]])
+
+
+@pytest.mark.parametrize("flush_records", ["1", "20000"])
+def test_any_flush_size_cuts_aggregates_without_loss(pipeline, flush_records):
+    """The consumer restarted with another flush size: one user record a
+    batch, or every aggregate whole in one batch."""
+    pipeline.stop_consumer()
+    pipeline.env["FLUSH_MAX_RECORDS"] = flush_records
+    pipeline.start_consumer()
+    kinesis = aws.client("kinesis", pipeline.settings)
+    source = f"kpl-flush-{flush_records}.csv"
+    records = rows(source)[:300] if flush_records == "1" else rows(source)
+    put_with_aws_kinesis_agg(kinesis, pipeline.settings.stream_name, records, max_size=20_000)
+    wait_until(pipeline.drained, 300, "the consumer to checkpoint every shard's last user record")
+    Sinks(pipeline.settings, [source]).assert_every_row({r.event_id for r in records})
