@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import msgspec
 
+from producer.aggregation import ShardMap, aggregate_batches
+from producer.batching import Entry
+from producer.kinesis_writer import request_entry
 from retail_stream import aws
 from retail_stream.schema import Transaction, encode, event_id
 from retail_stream.settings import Settings
@@ -28,10 +31,14 @@ class Latency:
     max_ms: float
 
 
-def measure(settings: Settings, template: Transaction, rate: int, seconds: float, timeout: float = 120) -> Latency:
-    """Put `rate` records a second for `seconds` (batches every 0.1 s); a
-    second thread reads them back with BatchGetItem until each is there."""
+def measure(settings: Settings, template: Transaction, rate: int, seconds: float, timeout: float = 120,
+            aggregate: bool = False) -> Latency:
+    """Put `rate` records a second for `seconds` (batches every 0.1 s, as
+    plain records or, with `aggregate`, as the producer's KPL aggregates: one
+    per shard a batch); a second thread reads them back with BatchGetItem
+    until each is there."""
     kinesis, dynamodb = aws.client("kinesis", settings), aws.client("dynamodb", settings)
+    shard_map = ShardMap.load(kinesis, settings.stream_name) if aggregate else None
     per_put = max(1, round(rate * PUT_EVERY_SECONDS))
     put_at: dict[str, float] = {}
     seen_at: dict[str, float] = {}
@@ -69,8 +76,10 @@ def measure(settings: Settings, template: Transaction, rate: int, seconds: float
         for _ in range(per_put):
             line += 1
             records.append(_copy(template, line))
-        kinesis.put_records(StreamName=settings.stream_name, Records=[
-            {"Data": encode(r), "PartitionKey": f"i{r.line % 16}"} for r in records])
+        entries = [Entry(encode(r), f"i{r.line % 16}") for r in records]
+        if shard_map is not None:
+            entries = [e for batch in aggregate_batches(entries, shard_map) for e in batch]
+        kinesis.put_records(StreamName=settings.stream_name, Records=[request_entry(e) for e in entries])
         now = time.perf_counter()
         with lock:
             put_at.update((r.event_id, now) for r in records)

@@ -257,7 +257,7 @@ class AggregatingDestination(KinesisDestination):
                        if not _holds(shard_map.get(shard_id), row)]
             self._writer.note_rerouted(len(dropped))
             log.warning("put_records.misrouted_aggregates", aggregates=len(misrouted), rows_sent_again=len(dropped))
-            batches.extend(_batches(dropped, shard_map, self._aggregate_bytes))
+            batches.extend(aggregate_batches(dropped, shard_map, self._aggregate_bytes))
         return []
 
 
@@ -266,10 +266,10 @@ def _holds(shard: Shard | None, row: Entry) -> bool:
     return shard is not None and shard.holds(hash_key(row.partition_key))
 
 
-def _batches(rows: list[Entry], shard_map: ShardMap, aggregate_bytes: int) -> list[list]:
-    """`rows` aggregated by the shards of `shard_map`, as PutRecords batches."""
+def aggregate_batches(rows: Sequence[Entry], shard_map: ShardMap,
+                      aggregate_bytes: int = DEFAULT_AGGREGATE_BYTES) -> list[list]:
+    """`rows` aggregated for the shards of `shard_map`, as PutRecords batches. Pure."""
     builder = AggregatingBatchBuilder(lambda: shard_map, aggregate_bytes=aggregate_bytes)
     batches = [b for b in map(builder.add, rows) if b]
-    while (last := builder.flush()) is not None:
-        batches.append(last)
+    batches += iter(builder.flush, None)
     return batches

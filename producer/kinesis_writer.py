@@ -216,7 +216,7 @@ class KinesisWriter:
         try:
             response = self._client.put_records(
                 StreamName=self.stream_name,
-                Records=[_request_entry(e) for e in batch],
+                Records=[request_entry(e) for e in batch],
             )
             self._metrics.put_records_call(self._clock() - started, len(batch))
         except ClientError as exc:
@@ -249,7 +249,8 @@ class KinesisWriter:
         self._metrics.count(**increments)
 
 
-def _request_entry(entry: Entry) -> dict:
+def request_entry(entry: Entry) -> dict:
+    """One entry of a PutRecords request. Pure."""
     if entry.explicit_hash_key is None:
         return {"Data": entry.data, "PartitionKey": entry.partition_key}
     return {"Data": entry.data, "PartitionKey": entry.partition_key, "ExplicitHashKey": entry.explicit_hash_key}

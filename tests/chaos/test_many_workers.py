@@ -15,6 +15,7 @@ import time
 import pytest
 
 from local_stack import census
+from retail_stream import aws
 from tests.chaos.harness import Rule, expected_ids, open_rig, scaled, source_ids, summary, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -109,8 +110,9 @@ def test_a_frozen_worker_wakes_as_a_zombie(rig):
 def test_a_worker_killed_inside_an_aggregate_and_another_finishes_the_shard(rig):
     """KPL aggregates (our producer's --aggregate), a worker that flushes
     every 29 user records, so its checkpoints fall inside aggregates; it is
-    killed mid-flush with its checkpoint inside an aggregate, and the leader
-    takes the shard over from exactly that sub-sequence."""
+    killed mid-flush with its checkpoint inside an aggregate (not at its last
+    user record), and the leader takes the shard over from the next user
+    record of that same aggregate."""
     source, passes = "chaos-kpl", scaled(8, 30)
     for name, worker in rig.workers.items():
         if name != "w1" and worker.running():
@@ -127,7 +129,7 @@ def test_a_worker_killed_inside_an_aggregate_and_another_finishes_the_shard(rig)
         rig.proxy.inject(Rule(f"mid-aggregate-{attempt}", "hold", "s3", "PutObject", target=shard))
         rig.proxy.wait_fired(f"mid-aggregate-{attempt}")
         at_kill = census.checkpoints(rig.settings)[shard]
-        if at_kill[1] > 0 and rig.lease_owners()[shard] == "kpl":
+        if at_kill[1] + 1 < user_records_at(rig.settings, shard, at_kill[0]) and rig.lease_owners()[shard] == "kpl":
             break
         rig.proxy.clear()  # checkpointed at an aggregate's edge (or moved): try the next flush
     else:
@@ -146,3 +148,11 @@ def test_a_worker_killed_inside_an_aggregate_and_another_finishes_the_shard(rig)
     taken = [e for e in rig.workers["w1"].events("batch_written") if e["shard_id"] == shard and e["timestamp"] > killed]
     assert taken, "w1 wrote nothing of the shard it took over"
     assert (taken[0]["first_sequence"], taken[0]["first_sub_sequence"]) == (at_kill[0], at_kill[1] + 1)
+
+
+def user_records_at(settings, shard_id: str, sequence: str) -> int:
+    """How many user records the KCL delivers from the Kinesis record at `sequence`."""
+    kinesis = aws.client("kinesis", settings)
+    shard = next(s for s in kinesis.list_shards(StreamName=settings.stream_name)["Shards"] if s["ShardId"] == shard_id)
+    record = next(r for r in census.stream_records(settings)[shard_id] if r["SequenceNumber"] == sequence)
+    return len(census.delivered_positions(record, shard))
