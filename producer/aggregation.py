@@ -28,7 +28,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 from aws_kinesis_agg.aggregator import RecordAggregator
 
-from producer.batching import BatchBuilder, Entry, check_entry
+from producer.batching import MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES, BatchBuilder, Entry, check_entry
 from producer.destinations import KinesisDestination, Refusal
 from producer.kinesis_writer import DeliveryError, FailedEntry, KinesisWriter
 
@@ -160,7 +160,8 @@ class AggregatingBatchBuilder:
         self._shards = shards
         self.shard_map: ShardMap | None = None
         self._max_rows = max_rows
-        self._aggregate_bytes = aggregate_bytes
+        # Kinesis counts the partition key into a record's 1 MiB: leave room for the longest.
+        self._aggregate_bytes = min(aggregate_bytes, MAX_RECORD_BYTES - 4 * MAX_PARTITION_KEY_CHARS)
         self._open: dict[str, _OpenAggregate] = {}
         self._calls = BatchBuilder()
         self._ready: deque[list] = deque()

@@ -31,10 +31,9 @@ import psycopg2
 from psycopg2 import sql
 
 from local_stack import census
-from producer.csv_source import read_rows
+from producer.csv_source import valid_records
 from producer.replay import pass_source_id
 from retail_stream import aws
-from retail_stream.schema import InvalidRecord, parse_row
 from retail_stream.settings import Settings
 from tests.chaos.proxy import FaultProxy, Rule
 from local_stack.stack import LocalStack
@@ -64,15 +63,7 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, every
 
 def expected_ids(source_id: str, passes: int) -> set[str]:
     """The event ids of the valid rows a replay of the sample with this source id sends."""
-    ids = set()
-    for pass_no in range(passes):
-        name = pass_source_id(source_id, pass_no)
-        for line, fields in read_rows(CSV):
-            try:
-                ids.add(parse_row(fields, name, line).event_id)
-            except InvalidRecord:
-                pass
-    return ids
+    return {r.event_id for pass_no in range(passes) for r in valid_records(CSV, pass_source_id(source_id, pass_no))}
 
 
 def source_ids(source_id: str, passes: int) -> list[str]:

@@ -24,9 +24,9 @@ from aws_kinesis_agg.aggregator import RecordAggregator
 from consumer.kpl import BAD_AGGREGATE
 from local_stack import census
 from producer.aggregation import ShardMap, hash_key
-from producer.csv_source import read_rows
+from producer.csv_source import valid_records
 from retail_stream import aws
-from retail_stream.schema import InvalidRecord, Transaction, encode, parse_row
+from retail_stream.schema import Transaction, encode
 from tests.conftest import running_stack
 from tests.e2e.harness import Pipeline, wait_until
 
@@ -37,13 +37,7 @@ CSV = Path(__file__).resolve().parents[2] / "data" / "TestSample.csv"
 
 def rows(source: str) -> list[Transaction]:
     """The sample's valid rows under this source id."""
-    found = []
-    for line, fields in read_rows(CSV):
-        try:
-            found.append(parse_row(fields, source, line))
-        except InvalidRecord:
-            pass
-    return found
+    return valid_records(CSV, source)
 
 
 def put_with_aws_kinesis_agg(kinesis, stream: str, records: list[Transaction], max_size: int) -> int:

@@ -17,11 +17,11 @@ import pytest
 from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 
 from producer.aggregation import AggregatingDestination, ShardMap, hash_key
-from producer.csv_source import read_rows
+from producer.csv_source import valid_records
 from producer.kinesis_writer import KinesisWriter
 from producer.replay import RejectsFile, Replay, Source
 from retail_stream import aws
-from retail_stream.schema import InvalidRecord, decode, parse_row
+from retail_stream.schema import decode
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,7 @@ CSV = Path(__file__).resolve().parents[2] / "data" / "TestSample.csv"
 
 
 def valid_ids(source: str) -> set[str]:
-    ids = set()
-    for line, fields in read_rows(CSV):
-        try:
-            ids.add(parse_row(fields, source, line).event_id)
-        except InvalidRecord:
-            pass
-    return ids
+    return {r.event_id for r in valid_records(CSV, source)}
 
 
 @pytest.fixture
