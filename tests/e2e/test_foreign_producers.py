@@ -2,8 +2,9 @@
 
 One stream carries, side by side: KPL aggregates made by AWS's own
 `aws-kinesis-agg` (grouped by destination shard, explicit hash key inside the
-shard, as the KPL does), plain records put with boto3, our producer's
-`--aggregate`, and aggregates whose framing is corrupt. The consumer flushes
+shard, as the KPL does), plain records put with boto3 and with the AWS CLI
+(`aws kinesis put-records`), our producer's `--aggregate`, and aggregates
+whose framing is corrupt. The consumer flushes
 every 37 records, so nearly every batch starts or ends inside an aggregate.
 Then the consumer is restarted with other flush sizes (1 and 20,000) on new
 records: the sinks must hold every user record, DynamoDB and the warehouse
@@ -15,6 +16,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg2
@@ -68,6 +71,17 @@ def put_plain(kinesis, stream: str, records: list[Transaction]) -> None:
         answer = kinesis.put_records(StreamName=stream, Records=[
             {"Data": encode(r), "PartitionKey": r.partition_key} for r in records[start:start + 500]])
         assert answer["FailedRecordCount"] == 0
+
+
+def put_with_aws_cli(env: dict, tmp: Path, stream: str, records: list[Transaction]) -> None:
+    """`aws kinesis put-records` (awscli from PyPI), 500 records a call; v1 sends `Data` text as it is."""
+    for start in range(0, len(records), 500):
+        request = tmp / f"put-records-{start}.json"
+        request.write_text(json.dumps({"StreamName": stream, "Records": [
+            {"Data": encode(r).decode(), "PartitionKey": r.partition_key} for r in records[start:start + 500]]}))
+        out = subprocess.run([sys.executable, "-m", "awscli", "kinesis", "put-records", "--cli-input-json",
+                              f"file://{request}"], env=env, stdout=subprocess.PIPE, text=True, check=True, timeout=60)
+        assert json.loads(out.stdout)["FailedRecordCount"] == 0
 
 
 def corrupt_aggregates(tag: str) -> list[bytes]:
@@ -144,6 +158,7 @@ def test_aggregated_and_plain_records_on_one_stream_each_land_once(pipeline):
     library, plain = rows("kpl-library.csv"), rows("plain.csv")
     aggregates = put_with_aws_kinesis_agg(kinesis, stream, library, max_size=8_000)
     put_plain(kinesis, stream, plain)
+    put_with_aws_cli(pipeline.env, pipeline.tmp, stream, rows("awscli.csv"))
     ours = pipeline.produce(str(CSV), "--aggregate", "--aggregate-bytes", "12000", "--source-id", "ours.csv",
                             "--rejects", str(pipeline.tmp / "rejects-ours.jsonl"))
     poison = corrupt_aggregates("corrupt")
@@ -152,7 +167,7 @@ def test_aggregated_and_plain_records_on_one_stream_each_land_once(pipeline):
     assert aggregates < len(library) / 10 and ours["sent"] == len(plain)
 
     wait_until(pipeline.drained, 300, "the consumer to checkpoint every shard's last user record")
-    sources = ["kpl-library.csv", "plain.csv", "ours.csv"]
+    sources = ["kpl-library.csv", "plain.csv", "awscli.csv", "ours.csv"]
     expected = {r.event_id for source in sources for r in rows(source)}
     Sinks(pipeline.settings, sources).assert_every_row(expected)
 
