@@ -24,8 +24,9 @@ class Position(NamedTuple):
 
     @property
     def label(self) -> str:
-        """`<sequence>`, or `<sequence>.<sub>` when sub > 0: one spelling per
-        position, and a plain record's key keeps its shape. Pure."""
+        """How a batch key (raw-zone object) spells the position: `<sequence>`,
+        or `<sequence>.<sub>` when sub > 0, so a plain record's key keeps its
+        shape. Pure."""
         return self.sequence if self.sub == 0 else f"{self.sequence}.{self.sub}"
 
 

@@ -70,19 +70,21 @@ def kpl_user_keys(data: bytes) -> list[int] | None:
     from aws_kinesis_agg import messages_pb2
     from google.protobuf.message import DecodeError
 
+    from consumer.kpl import MAGIC
     from producer.aggregation import hash_key
 
-    if not data.startswith(b"\xf3\x89\x9a\xc2") or len(data) < 20:
+    if not data.startswith(MAGIC) or len(data) < 20:
         return None
     body = data[4:-16]
     if hashlib.md5(body).digest() != data[-16:]:
         return None
     try:
         aggregate = messages_pb2.AggregatedRecord.FromString(body)
-    except DecodeError:
+        return [int(aggregate.explicit_hash_key_table[r.explicit_hash_key_index])
+                if r.HasField("explicit_hash_key_index")
+                else hash_key(aggregate.partition_key_table[r.partition_key_index]) for r in aggregate.records]
+    except (DecodeError, IndexError, ValueError):  # a key index out of its table: not well-formed
         return None
-    return [int(aggregate.explicit_hash_key_table[r.explicit_hash_key_index]) if r.HasField("explicit_hash_key_index")
-            else hash_key(aggregate.partition_key_table[r.partition_key_index]) for r in aggregate.records]
 
 
 def shard_ends(settings: Settings) -> dict[str, tuple[str, int]]:

@@ -38,7 +38,8 @@ log = structlog.get_logger(__name__)
 # call carries thousands of rows, small enough that one aggregate is a small
 # share of a shard's 1 MiB/s and two 25 KB PUT payload units.
 DEFAULT_AGGREGATE_BYTES = 51_200
-# Framing around the user records: the magic, the MD5 trailer, the key tables.
+# Room an aggregate needs besides a row's own bytes (magic, MD5 trailer,
+# protobuf tags and lengths, its key): a row closer to the limit goes plain.
 _FRAMING_BYTES = 4 + 16 + 300
 
 
@@ -150,7 +151,9 @@ class AggregatingBatchBuilder:
     Without `max_rows` aggregates are filled to `aggregate_bytes` (a file
     replay: fewest calls); with it (a rate limit), everything pending goes out
     once `max_rows` rows wait, so no row waits longer than a burst does and no
-    batch holds more rows than one burst.
+    batch holds more rows than one burst. Rows of one partition key leave in
+    the order they came. `shards` gives the current shard map; it is asked
+    for every row, so a map read again after a reshard applies at once.
     """
 
     def __init__(self, shards: Callable[[], ShardMap], *, max_rows: int | None = None,
@@ -158,28 +161,29 @@ class AggregatingBatchBuilder:
         if not _FRAMING_BYTES < aggregate_bytes <= 1024 * 1024:
             raise ValueError(f"aggregate_bytes must be {_FRAMING_BYTES + 1} to {1024 * 1024}")
         self._shards = shards
-        self.shard_map: ShardMap | None = None
         self._max_rows = max_rows
         # Kinesis counts the partition key into a record's 1 MiB: leave room for the longest.
         self._aggregate_bytes = min(aggregate_bytes, MAX_RECORD_BYTES - 4 * MAX_PARTITION_KEY_CHARS)
         self._open: dict[str, _OpenAggregate] = {}
         self._calls = BatchBuilder()
         self._ready: deque[list] = deque()
-        self._pending_rows = 0  # rows added and not yet in a batch handed out or ready
+        self._pending_rows = 0  # rows added and not yet in a ready batch
 
     def __len__(self) -> int:
-        return self._pending_rows
+        """Rows added and not yet handed out."""
+        return self._pending_rows + sum(e.rows for batch in self._ready for e in batch)
 
     def add(self, entry: Entry) -> list | None:
         """Raises UnsendableEntry, keeping what is pending, for a row Kinesis would refuse."""
         check_entry(entry)
-        if self.shard_map is None:
-            self.shard_map = self._shards()
+        shard = self._shards().shard_for(hash_key(entry.partition_key))
         self._pending_rows += 1
         if entry.size + _FRAMING_BYTES > self._aggregate_bytes:
-            self._queue(entry)  # too big to share a record: it goes plain, as the KPL sends it
+            # Too big to share a record: it goes plain, as the KPL sends it,
+            # after the rows of its shard that came before it.
+            self._close(shard.shard_id)
+            self._queue(entry)
         else:
-            shard = self.shard_map.shard_for(hash_key(entry.partition_key))
             aggregate = self._open.get(shard.shard_id)
             if aggregate is None:
                 aggregate = self._open[shard.shard_id] = _OpenAggregate(shard, self._aggregate_bytes)
@@ -194,12 +198,15 @@ class AggregatingBatchBuilder:
         self._close_all()
         return self._ready.popleft() if self._ready else None
 
+    def _close(self, shard_id: str) -> None:
+        aggregate = self._open.pop(shard_id, None)
+        closed = aggregate.close() if aggregate is not None else None
+        if closed is not None:
+            self._queue(closed)
+
     def _close_all(self) -> None:
-        for aggregate in self._open.values():
-            closed = aggregate.close()
-            if closed is not None:
-                self._queue(closed)
-        self._open.clear()
+        for shard_id in list(self._open):
+            self._close(shard_id)
         self._hand_out(self._calls.flush())
 
     def _queue(self, entry: Entry | AggregatedEntry) -> None:
@@ -217,20 +224,24 @@ class AggregatingDestination(KinesisDestination):
     def __init__(self, writer: KinesisWriter, shards: Callable[[], ShardMap], *,
                  aggregate_bytes: int = DEFAULT_AGGREGATE_BYTES, max_map_reads: int = 5) -> None:
         super().__init__(writer)
-        self._shards = shards
+        self._load_shards = shards
+        self._shard_map: ShardMap | None = None
         self._aggregate_bytes = aggregate_bytes
         self._max_map_reads = max_map_reads
-        self._builder: AggregatingBatchBuilder | None = None
 
     def batch_builder(self, max_records: int | None) -> AggregatingBatchBuilder:
-        self._builder = AggregatingBatchBuilder(self._shard_map, max_rows=max_records,
-                                                aggregate_bytes=self._aggregate_bytes)
-        return self._builder
+        return AggregatingBatchBuilder(self.shard_map, max_rows=max_records, aggregate_bytes=self._aggregate_bytes)
 
-    def _shard_map(self) -> ShardMap:
+    def shard_map(self) -> ShardMap:
+        """The map rows are grouped by: read at first use, read again when an answer shows it is stale."""
+        if self._shard_map is None:
+            self._shard_map = self._read_shard_map()
+        return self._shard_map
+
+    def _read_shard_map(self) -> ShardMap:
         try:
-            return self._shards()
-        except (ClientError, BotoCoreError) as exc:
+            return self._load_shards()
+        except (ClientError, BotoCoreError, ValueError) as exc:  # ValueError: no open shard
             raise DeliveryError(f"cannot read the shard map of {self._writer.stream_name}: {exc}", [], 1) from exc
 
     def send(self, batch: Sequence[Entry | AggregatedEntry]) -> list[Refusal]:
@@ -243,17 +254,17 @@ class AggregatingDestination(KinesisDestination):
         while batches:
             batch = batches.popleft()
             result = self._writer.put_batch(batch)
+            # An answer without a shard id ("") says nothing either way.
             misrouted = [(entry, shard_id) for entry, shard_id in zip(batch, result.shard_ids)
-                         if isinstance(entry, AggregatedEntry) and shard_id != entry.shard_id]
+                         if isinstance(entry, AggregatedEntry) and shard_id not in ("", entry.shard_id)]
             if not misrouted:
                 continue
             if map_reads == self._max_map_reads:
                 raise DeliveryError(f"rows still landing on the wrong shard after {map_reads} reads of the "
                                     "shard map", [FailedEntry(e, "Misrouted", s) for e, s in misrouted], map_reads)
             map_reads += 1
-            shard_map = self._shard_map()
-            if self._builder is not None:
-                self._builder.shard_map = shard_map  # what is open now is checked when it is sent
+            # Rows still open in the builder were grouped by the old map: they are checked when sent.
+            shard_map = self._shard_map = self._read_shard_map()
             dropped = [row for entry, shard_id in misrouted for row in entry.user_records
                        if not _holds(shard_map.get(shard_id), row)]
             self._writer.note_rerouted(len(dropped))

@@ -278,6 +278,8 @@ def report(
         f"sent                {summary.sent}",
         f"rejected            {summary.rejected}   ({', '.join(summary.rejects_files)})",
         f"retried             {summary.retried}   ({summary.throttled} throttled, {summary.calls} calls)",
+        *([f"rerouted            {summary.rerouted}   (aggregated rows sent again after a reshard)"]
+          if summary.rerouted else []),
         f"time                {summary.seconds:.1f} s   ({summary.records_per_second:.0f} records/s)",
     ]
     if summary.interrupted:

@@ -65,6 +65,8 @@ class DeliveryError(Exception):
         codes: dict[str, int] = {}
         for failure in self.failed:
             codes[failure.error_code] = codes.get(failure.error_code, 0) + 1
+        if not self.failed:
+            return self.args[0]
         summary = ", ".join(f"{code} x{count}" for code, count in sorted(codes.items()))
         return f"{self.args[0]} ({len(self.failed)} entries not written: {summary})"
 

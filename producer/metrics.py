@@ -42,7 +42,7 @@ class ProducerMetrics:
         # How much of the input have we read?
         self.rows_read = Counter(f"{PREFIX}_rows_read", "CSV data rows read", **kw)
         # How much got into the stream?
-        self.records_sent = Counter(f"{PREFIX}_records_sent", "Rows Kinesis accepted (aggregated or not)", **kw)
+        self.records_sent = Counter(f"{PREFIX}_records_sent", "Rows Kinesis accepted (aggregated or not; rerouted rows count again)", **kw)
         # Did a reshard make aggregated rows land where the KCL drops them?
         self.rows_rerouted = Counter(
             f"{PREFIX}_rows_rerouted", "Aggregated rows sent again: their aggregate landed on a shard that drops them",

@@ -68,7 +68,7 @@ EXPECTED_ACTIONS = {
         "ecr:GetDownloadUrlForLayer", "logs:CreateLogStream", "logs:PutLogEvents",
         "secretsmanager:GetSecretValue",
     },
-    "ProducerTaskRole": {"kinesis:PutRecords", "aps:RemoteWrite"},
+    "ProducerTaskRole": {"kinesis:PutRecords", "kinesis:ListShards", "aps:RemoteWrite"},
     # What the code calls (test_api_role_grants_exactly_the_calls_the_code_makes) and the collector's write.
     "ApiTaskRole": {"kinesis:PutRecords", "dynamodb:Query", "aps:RemoteWrite"},
     "RedshiftCopyRole": {"s3:GetObject", "s3:ListBucket"},
@@ -359,6 +359,7 @@ def test_consumer_scales_on_stream_lag_up_to_one_task_per_shard(template):
 # --- the HTTP API ---------------------------------------------------------------------
 
 API_CODE = [*sorted((REPO / "api").glob("*.py")), REPO / "producer" / "kinesis_writer.py"]
+PRODUCER_CODE = sorted((REPO / "producer").glob("*.py"))
 
 
 def aws_operations_called(paths: list[Path]) -> set[str]:
@@ -401,6 +402,18 @@ def test_api_role_grants_exactly_the_calls_the_code_makes(template):
         called.add(action)  # IAM actions of Kinesis and DynamoDB are named as their API operations
     assert called == {"kinesis:PutRecords", "dynamodb:Query"}  # no DescribeStream, ListShards, GetItem, …
     policy = identity_policies(template)["ApiTaskRole.serve"]
+    granted = {action for s in statements(policy) for action in as_list(s["Action"])}
+    assert granted - {"aps:RemoteWrite"} == called
+
+
+def test_producer_role_grants_exactly_the_calls_the_code_makes(template):
+    """PutRecords always, ListShards for --aggregate's shard map: nothing more."""
+    assert clients_made(REPO / "producer" / "cli.py") == {"kinesis"}
+    kinesis = {xform_name(op): op for op in botocore.session.get_session().get_service_model("kinesis").operation_names}
+    # httpx's client (--via-api) has calls too: the Kinesis client's are the ones Kinesis names.
+    called = {f"kinesis:{kinesis[op]}" for op in aws_operations_called(PRODUCER_CODE) if op in kinesis}
+    assert called == {"kinesis:PutRecords", "kinesis:ListShards"}
+    (policy,) = [p for name, p in identity_policies(template).items() if name.startswith("ProducerTaskRole.")]
     granted = {action for s in statements(policy) for action in as_list(s["Action"])}
     assert granted - {"aps:RemoteWrite"} == called
 

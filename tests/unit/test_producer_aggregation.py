@@ -217,3 +217,37 @@ def test_a_stream_whose_shard_map_cannot_be_read_is_a_delivery_error():
     destination = AggregatingDestination(KinesisWriter(kinesis, "retail"), lambda: ShardMap.load(kinesis, "retail"))
     with pytest.raises(DeliveryError, match="cannot read the shard map of retail.*ResourceNotFoundException"):
         destination.batch_builder(None).add(rows(1)[0])
+
+
+def test_a_plain_big_row_leaves_after_the_rows_of_its_key_before_it():
+    shard_map = ShardMap([Shard("a", 0, TOP)])
+    small = [Entry(f"small-{i}".encode(), "c1") for i in range(3)]
+    big = Entry(b"x" * (DEFAULT_AGGREGATE_BYTES + 10), "c1")
+    (batch,) = drain(AggregatingBatchBuilder(lambda: shard_map), [*small, big, Entry(b"after", "c1")])
+    assert [type(e).__name__ for e in batch] == ["AggregatedEntry", "Entry", "AggregatedEntry"]
+    assert batch[0].user_records == tuple(small) and batch[1] == big
+
+
+def test_an_answer_without_shard_ids_is_not_taken_for_a_reshard():
+    class Anonymous(RoutingKinesis):
+        def put_records(self, StreamName, Records):
+            answer = super().put_records(StreamName, Records)
+            return {**answer, "Records": [{"SequenceNumber": r["SequenceNumber"]} for r in answer["Records"]]}
+
+    kinesis = Anonymous(2**127)
+    destination = AggregatingDestination(KinesisWriter(kinesis, "retail"), lambda: ShardMap.load(kinesis, "retail"))
+    for batch in drain(destination.batch_builder(None), rows(500)):
+        destination.send(batch)
+    assert kinesis.calls == 1 and kinesis.list_calls == 1 and destination.stats.rerouted == 0
+
+
+def test_a_stream_without_open_shards_is_a_delivery_error_not_a_traceback():
+    from producer.kinesis_writer import DeliveryError
+
+    kinesis = RoutingKinesis(2**127)
+    for shard in kinesis.shards:
+        shard["SequenceNumberRange"]["EndingSequenceNumber"] = "9"
+    destination = AggregatingDestination(KinesisWriter(kinesis, "retail"), lambda: ShardMap.load(kinesis, "retail"))
+    with pytest.raises(DeliveryError, match="no open shard") as caught:
+        destination.batch_builder(None).add(rows(1)[0])
+    assert str(caught.value) == "cannot read the shard map of retail: the stream has no open shard"
