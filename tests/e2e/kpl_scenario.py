@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from local_stack import census
-from retail_stream import aws
+from retail_stream import aws, logs
 from tests.conftest import running_stack
 from tests.e2e.harness import Pipeline, wait_until
 from tests.e2e.test_foreign_producers import Sinks, put_with_aws_kinesis_agg, rows
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flush", type=int, nargs="+", default=[1, 100, 20_000], help="FLUSH_MAX_RECORDS of each run")
     parser.add_argument("--aggregate-bytes", type=int, default=51_200)
     args = parser.parse_args(argv)
+    logs.configure("WARNING", service="kpl-scenario")  # stdout is for the JSON line alone
     results = []
     with tempfile.TemporaryDirectory(prefix="kpl-scenario-") as tmp, running_stack(Path(tmp) / "stack") as stack:
         pipeline = Pipeline(stack, Path(tmp), FLUSH_MAX_AGE_SECONDS="2")
