@@ -56,6 +56,19 @@ def check_entry(entry: Entry, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
         )
 
 
+class Builder(Protocol):
+    """Packs what a destination prepared into the batches it sends
+    (BatchBuilder; aggregation.AggregatingBatchBuilder)."""
+
+    def add(self, entry: Any) -> list[Any] | None:
+        """Add `entry`; return a batch that is ready, if one is. Raises UnsendableEntry."""
+        ...
+
+    def flush(self) -> list[Any] | None:
+        """A batch of what is pending, None when nothing is; call until None."""
+        ...
+
+
 class Sized(Protocol):
     """What a batch holds: anything that knows its size in bytes (an Entry,
     or a row bound for the HTTP API)."""

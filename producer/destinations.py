@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-from producer.batching import MAX_BATCH_RECORDS, BatchBuilder, Entry
+from producer.batching import MAX_BATCH_RECORDS, BatchBuilder, Builder, Entry
 from producer.kinesis_writer import KinesisWriter, WriterStats
 from retail_stream.schema import encode, parse_row
 
@@ -37,7 +37,7 @@ class Destination(Protocol):
         UnsendableEntry, with the reason, for a row refused here."""
         ...
 
-    def batch_builder(self, max_records: int | None) -> BatchBuilder:
+    def batch_builder(self, max_records: int | None) -> Builder:
         """A builder packing prepared rows into batches this destination
         takes, at most `max_records` rows a batch (None: as many as fit)."""
         ...
