@@ -139,7 +139,7 @@ def read_csv(body: bytes, max_items: int) -> list[Candidate]:
     line it starts on, as the producer numbers it."""
     candidates = []
     try:
-        for line, fields in read_stream(io.BytesIO(body), "CSV body"):
+        for line, fields in read_stream(io.BytesIO(body), "CSV body", "utf-8"):
             if len(candidates) == max_items:
                 raise TooLarge(f"the body holds more than the {max_items} rows a request may hold")
             candidates.append(Candidate(len(candidates), line, tuple(fields)))

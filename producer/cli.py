@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence, TextIO
 import structlog
 
 from producer.aggregation import DEFAULT_AGGREGATE_BYTES, AggregatingDestination, ShardMap
-from producer.csv_source import SourceError, check_source
+from producer.csv_source import ENCODINGS, SourceError, check_source
 from producer.destinations import Destination, KinesisDestination
 from producer.kinesis_writer import DeliveryError, KinesisWriter
 from producer.metrics import ProducerMetrics
@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--via-api", metavar="URL",
         help="send the rows to the HTTP API at URL (e.g. http://127.0.0.1:8080) instead of straight to "
         "Kinesis; same event_ids, same rejects file",
+    )
+    parser.add_argument(
+        "--encoding", choices=ENCODINGS, default="auto",
+        help="the files' text encoding (default auto: UTF-8 if the whole file is, else cp1252, else "
+        "ISO-8859-1, decided before anything is sent)",
     )
     parser.add_argument(
         "--aggregate", action="store_true",
@@ -203,8 +208,8 @@ def run(
     stderr = stderr or sys.stderr
     stop = stop or threading.Event()
     try:
-        for path in args.csv:
-            check_source(path)
+        # Every file decoded to its end before a row is sent: a bad one is refused whole.
+        encodings = [check_source(path, args.encoding) for path in args.csv]
     except SourceError as exc:
         print(f"retail-producer: error: {exc}", file=stderr)
         return EXIT_USAGE
@@ -214,8 +219,8 @@ def run(
     rejects_paths = [args.rejects or default_rejects_path(path) for path in args.csv]
     rejects_files = {path: RejectsFile(path) for path in dict.fromkeys(rejects_paths)}
     sources = [
-        Source(path, source_id, rejects_files[rejects])
-        for path, source_id, rejects in zip(args.csv, source_ids(args), rejects_paths)
+        Source(path, source_id, rejects_files[rejects], encoding)
+        for path, source_id, rejects, encoding in zip(args.csv, source_ids(args), rejects_paths, encodings)
     ]
     with contextlib.ExitStack() as open_files:
         try:

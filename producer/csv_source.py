@@ -1,9 +1,14 @@
 """Reading Online Retail CSV files as they really come.
 
-UTF-8 with or without a byte-order mark, CRLF or LF line endings, quoted
-fields holding commas, doubled quotes or line breaks, non-ASCII text. Rows
-are streamed one at a time, each with the physical line it starts on, so a
-reject can point at the exact place in the file.
+UTF-8 with or without a byte-order mark, or the Windows exports' cp1252 /
+ISO-8859-1 (`£` as the single byte 0xA3); CRLF or LF line endings; the
+Online Retail or the Online Retail II header; quoted fields holding commas,
+doubled quotes or line breaks, non-ASCII text. The encoding is decided from
+the whole file's bytes before a row is read (`auto`: UTF-8 if every line is,
+else cp1252, else ISO-8859-1), so a file is never half sent. Rows are
+streamed one at a time, each with the physical line it starts on, so a
+reject can point at the exact place in the file; the line numbers, and so
+the event ids, do not depend on the encoding.
 """
 
 from __future__ import annotations
@@ -14,17 +19,26 @@ from typing import BinaryIO, Iterator
 
 from retail_stream.schema import CSV_COLUMNS, InvalidRecord, Transaction, parse_row
 
+ENCODINGS = ("auto", "utf-8", "cp1252", "latin-1")
+# The layouts a file may have: the same eight columns in the same order, under
+# the names of each release of the data set.
+LAYOUTS = {
+    "Online Retail": CSV_COLUMNS,
+    "Online Retail II": ("Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price",
+                         "Customer ID", "Country"),
+}
+
 
 class SourceError(Exception):
-    """The file as a whole cannot be read: missing, unreadable, not UTF-8, not
-    CSV, or not the Online Retail header. The message names the file and, when
-    known, the line."""
+    """The file as a whole cannot be read: missing, unreadable, not text in
+    its encoding, not CSV, or not an Online Retail header. The message names
+    the file and, when known, the line."""
 
 
 Row = tuple[int, list[str]]
 
 
-def read_rows(path: Path | str) -> Iterator[Row]:
+def read_rows(path: Path | str, encoding: str = "auto") -> Iterator[Row]:
     """Yield `(line_number, fields)` for every data row of the CSV at `path`.
 
     `line_number` is the physical line the row starts on (the header is line
@@ -34,9 +48,11 @@ def read_rows(path: Path | str) -> Iterator[Row]:
     reject. Streams the file: memory is bounded by the longest row.
 
     Raises SourceError (lazily, when iteration reaches the problem) if the file
-    cannot be opened or read, if the header is not CSV_COLUMNS, or at the first
-    line that is not valid UTF-8 or not valid CSV; rows before that point have
-    already been yielded.
+    cannot be opened or read, if the header is not one of LAYOUTS, if `encoding`
+    is `auto` and the file is neither UTF-8 nor cp1252 nor ISO-8859-1 (never,
+    as every byte is ISO-8859-1), or at the first line that is not valid text
+    in the given `encoding` or not valid CSV; rows before that point have
+    already been yielded. `check_source` first refuses such a file whole.
     """
     path = Path(path)
     try:
@@ -44,24 +60,59 @@ def read_rows(path: Path | str) -> Iterator[Row]:
     except OSError as exc:
         raise SourceError(f"{path}: cannot open: {exc.strerror or exc}") from None
     with handle:
-        yield from read_stream(handle, path)
+        yield from read_stream(handle, path, encoding)
 
 
-def check_source(path: Path | str) -> None:
-    """Open `path` and check its header, reading only the first line.
+def check_source(path: Path | str, encoding: str = "auto") -> str:
+    """Read the whole of `path` once: every line must decode in `encoding`
+    and line 1 must be a known header. Returns the encoding to read it with
+    (`auto` resolved). For a run: refuse a bad file before anything is sent.
+    Raises SourceError as `read_rows` would, naming the line and byte."""
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    with handle:
+        resolved = resolve_encoding(handle, path, encoding)
+        for _ in _decoded_lines(handle, path, resolved):
+            pass
+        handle.seek(0)
+        for _ in read_stream(handle, path, resolved):
+            break  # the header
+    return resolved
 
-    For a run over several files: refuse a bad one before anything is sent.
-    Raises SourceError as `read_rows` would.
-    """
-    for _ in read_rows(path):
-        break
+
+def resolve_encoding(handle: BinaryIO, path: Path | str, encoding: str) -> str:
+    """`encoding`, or for `auto` the first of UTF-8, cp1252 and ISO-8859-1 in
+    which every line of `handle` decodes. Reads a seekable handle through
+    and rewinds it."""
+    if encoding not in ENCODINGS:
+        raise SourceError(f"{path}: unknown encoding {encoding!r}: one of {', '.join(ENCODINGS)}")
+    if encoding != "auto":
+        return encoding
+    start = handle.read(2)
+    handle.seek(0)
+    if start in (b"\xff\xfe", b"\xfe\xff"):
+        raise SourceError(f"{path}: line 1: UTF-16 text (byte-order mark 0x{start[0]:02x} 0x{start[1]:02x}); "
+                          "save it as UTF-8 or cp1252")
+    for candidate in ("utf-8", "cp1252"):
+        try:
+            for _ in _decoded_lines(handle, path, candidate):
+                pass
+            return candidate
+        except SourceError:
+            continue
+        finally:
+            handle.seek(0)
+    return "latin-1"  # every byte is a character in ISO-8859-1
 
 
-def read_stream(handle: BinaryIO, path: Path | str) -> Iterator[Row]:
+def read_stream(handle: BinaryIO, path: Path | str, encoding: str = "auto") -> Iterator[Row]:
     """`read_rows` over an open binary stream (a file, or an HTTP body in a
-    BytesIO); `path` only names it in error messages. Same rows, same line
-    numbers, same SourceErrors; does not close `handle`."""
-    lines = _decoded_lines(handle, path)
+    BytesIO; seekable for `auto`); `path` only names it in error messages.
+    Same rows, same line numbers, same SourceErrors; does not close `handle`."""
+    lines = _decoded_lines(handle, path, resolve_encoding(handle, path, encoding))
     reader = csv.reader(lines, dialect="excel")
     last_line = 0  # the physical line the previous row ended on
     while True:
@@ -79,39 +130,50 @@ def read_stream(handle: BinaryIO, path: Path | str) -> Iterator[Row]:
         if fields:
             yield start, fields
     if last_line == 0:
-        raise SourceError(f"{path}: empty file, expected the header {','.join(CSV_COLUMNS)}")
+        raise SourceError(f"{path}: empty file, expected a header: {_layouts()}")
 
 
-def check_header(fields: list[str], path: Path | str = "<csv>") -> None:
-    """Raise SourceError unless `fields` is CSV_COLUMNS (whitespace around a
-    name is tolerated: spreadsheet exports sometimes pad it)."""
-    if tuple(f.strip() for f in fields) != CSV_COLUMNS:
-        raise SourceError(
-            f"{path}: line 1: header is {','.join(fields)!r}, expected {','.join(CSV_COLUMNS)!r}"
-        )
+def check_header(fields: list[str], path: Path | str = "<csv>") -> str:
+    """The layout `fields` is the header of; raise SourceError, listing the
+    layouts, when it is none (whitespace around a name is tolerated:
+    spreadsheet exports sometimes pad it)."""
+    names = tuple(f.strip() for f in fields)
+    for layout, columns in LAYOUTS.items():
+        if names == columns:
+            return layout
+    raise SourceError(f"{path}: line 1: header is {','.join(fields)!r}, expected one of: {_layouts()}")
 
 
-def _decoded_lines(handle: BinaryIO, path: Path | str) -> Iterator[str]:
+def _layouts() -> str:
+    return "; ".join(f"{name} ({','.join(columns)})" for name, columns in LAYOUTS.items())
+
+
+def _decoded_lines(handle: BinaryIO, path: Path | str, encoding: str) -> Iterator[str]:
     """The file's physical lines as text, line endings kept (the csv module
     needs them to see line breaks inside quoted fields).
 
     Decoding line by line, not through a text wrapper, is what lets an
-    undecodable byte be reported at its own line: a UTF-8 multi-byte sequence
-    never contains the byte 0x0A, so splitting on it first is safe.
+    undecodable byte be reported at its own line: neither a UTF-8 multi-byte
+    sequence nor any of the single-byte encodings uses the byte 0x0A but for
+    a line feed, so splitting on it first is safe.
     """
     number = 0
+    # utf-8-sig drops a byte-order mark, which only line 1 may carry.
+    first = "utf-8-sig" if encoding == "utf-8" else encoding
     try:
         for number, raw in enumerate(handle, start=1):
             try:
-                # utf-8-sig drops a byte-order mark, which only line 1 may carry.
-                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                yield raw.decode(first if number == 1 else encoding)
             except UnicodeDecodeError as exc:
                 raise SourceError(
-                    f"{path}: line {number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at byte "
-                    f"{exc.start + 1} of the line)"
+                    f"{path}: line {number}: not {_NAMES.get(encoding, encoding)} text (byte "
+                    f"0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line)"
                 ) from None
     except OSError as exc:
         raise SourceError(f"{path}: read failed after line {number}: {exc.strerror or exc}") from None
+
+
+_NAMES = {"utf-8": "UTF-8", "cp1252": "cp1252", "latin-1": "ISO-8859-1"}
 
 
 def valid_records(path: Path, source_id: str) -> list[Transaction]:

@@ -85,12 +85,14 @@ class RejectsFile:
 
 @dataclass(frozen=True)
 class Source:
-    """One CSV file to replay, the stable id its event_ids derive from, and
-    where its rejects go (several sources may share one rejects file)."""
+    """One CSV file to replay, the stable id its event_ids derive from,
+    where its rejects go (several sources may share one rejects file), and
+    its encoding (`check_source` resolves `auto` once, before the replay)."""
 
     path: Path
     source_id: str
     rejects: RejectsFile
+    encoding: str = "auto"
 
 
 @dataclass
@@ -212,7 +214,7 @@ class Replay:
                 self._rejects[source_id] = source.rejects
                 if self._timeline:
                     self._timeline.restart()
-                for line, fields in read_rows(source.path):
+                for line, fields in read_rows(source.path, source.encoding):
                     if self._should_stop():
                         self.summary.interrupted = True
                         return
@@ -230,7 +232,7 @@ class Replay:
         per_pass = 0
         for source in self._sources:
             try:
-                for _ in read_rows(source.path):
+                for _ in read_rows(source.path, source.encoding):
                     per_pass += 1
             except SourceError:
                 pass  # the replay itself meets and reports it, after sending what came before

@@ -135,6 +135,8 @@ def parse_row(fields: list[str], source: str, line: int) -> Transaction:
     if len(fields) != len(CSV_COLUMNS):
         raise InvalidRecord(f"expected {len(CSV_COLUMNS)} fields, found {len(fields)}")
     invoice, stock, description, quantity, date, price, customer, country = (f.strip() for f in fields)
+    # pandas and Spark exports write a missing value as `nan` / `NaN`.
+    description, customer, country = ("" if v in _MISSING else v for v in (description, customer, country))
     if not invoice:
         raise InvalidRecord("InvoiceNo is empty")
     if not stock:
@@ -155,6 +157,9 @@ def parse_row(fields: list[str], source: str, line: int) -> Transaction:
         )
     except ValueError as exc:
         raise InvalidRecord(str(exc)) from None
+
+
+_MISSING = frozenset({"nan", "NaN"})
 
 
 def _text(value: str, name: str, limit: int) -> str:

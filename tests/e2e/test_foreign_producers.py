@@ -187,6 +187,42 @@ def test_aggregated_and_plain_records_on_one_stream_each_land_once(pipeline):
     assert objects == len(keys) == len([e for e in events if e["records"]])
 
 
+POUND_ROWS = [
+    "537240,DOT,DOTCOM POSTAGE \u00a3 CHARGE,1,12/6/2010 10:08,52.33,,United Kingdom",
+    '537241,M,"MANUAL, \u00a310 OFF",-1,12/6/2010 10:09,10,14911.0,EIRE',
+]
+HEADER_II = "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country"
+
+
+def copies(tmp: Path) -> dict[str, tuple[Path, Path]]:
+    """The sample (and two `\u00a3` rows) as people have it: a Windows export
+    (cp1252, CRLF) and an Online Retail II file; each beside its plain UTF-8
+    twin, which says what the sinks must hold."""
+    lines = CSV.read_text(encoding="utf-8-sig").splitlines()
+    body = lines[1:] + POUND_ROWS
+    made = {}
+    for name, header, encoding in (("windows.csv", lines[0], "cp1252"), ("retail-ii.csv", HEADER_II, "utf-8")):
+        copy, twin = tmp / name, tmp / f"twin-{name}"
+        copy.write_bytes(("\r\n".join([header, *body]) + "\r\n").encode(encoding))
+        twin.write_text("\n".join([lines[0], *body]) + "\n", encoding="utf-8")
+        made[name] = (copy, twin)
+    return made
+
+
+def test_a_windows_export_and_an_online_retail_ii_file_land_whole(pipeline):
+    for name, (copy, twin) in copies(pipeline.tmp).items():
+        summary = pipeline.produce(str(copy), "--rejects", str(pipeline.tmp / f"rejects-{name}.jsonl"))
+        expected = valid_records(twin, name)
+        assert (summary["sent"], summary["rows"]) == (len(expected), 1002)
+        wait_until(pipeline.drained, 300, "the consumer to checkpoint every shard's last user record")
+        Sinks(pipeline.settings, [name]).assert_every_row({r.event_id for r in expected})
+        with psycopg2.connect(pipeline.settings.warehouse_dsn) as conn, conn.cursor() as cur:
+            cur.execute("SELECT description FROM retail.transactions WHERE source = %s AND description LIKE %s "
+                        "ORDER BY line", (name, "%\u00a3%"))
+            assert [row[0] for row in cur.fetchall()] == ["DOTCOM POSTAGE \u00a3 CHARGE", "MANUAL, \u00a310 OFF"]
+        conn.close()
+
+
 @pytest.mark.parametrize("flush_records", ["1", "20000"])
 def test_any_flush_size_cuts_aggregates_without_loss(pipeline, flush_records):
     """The consumer restarted with another flush size: one user record a

@@ -191,6 +191,12 @@ def test_a_malformed_csv_body_is_400(data, message):
         read_body(data, CSV, 500)
 
 
+def test_an_online_retail_ii_csv_body_is_taken_as_the_first_release():
+    header_ii = "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country"
+    items = checked(f"{header_ii}\n{','.join(GOOD_ROW)}\n".encode(), CSV, source="ii.csv")
+    assert [(i.line, i.record.event_id) for i in items] == [(2, event_id("ii.csv", 2))]
+
+
 def test_an_unterminated_quote_is_one_short_row_as_in_a_file():
     [item] = checked(HEADER.encode() + b'\n1,"unterminated\n', CSV)
     assert item.reason == "expected 8 fields, found 2"

@@ -56,6 +56,18 @@ def test_a_bad_header_exits_2_before_anything_is_sent(tmp_path):
     assert "bad.csv: line 1: header" in err
 
 
+def test_a_file_not_in_its_encoding_exits_2_and_nothing_of_it_is_sent(tmp_path):
+    """The bad byte is on the last line: a strict reader would have sent the rows before it."""
+    fake = FakeKinesis()
+    path = tmp_path / "windows.csv"
+    path.write_bytes(f"{HEADER}\r\n{GOOD}\r\n{GOOD}\r\n".encode() + "536399,X,POSTAGE \u00a3,1,12/1/2010 9:00,1.0,,EIRE\r\n".encode("cp1252"))
+    status, out, err = invoke([str(path), "--encoding", "utf-8", "--rejects", str(tmp_path / "r.jsonl")], fake)
+    assert (status, out, fake.calls) == (2, "", [])
+    assert "windows.csv: line 4: not UTF-8 text (byte 0xa3" in err
+    status, out, _ = invoke([str(path), "--rejects", str(tmp_path / "r.jsonl")], fake)  # auto: cp1252
+    assert status == 0 and json.loads(out)["sent"] == 3
+
+
 def test_a_missing_file_exits_2(tmp_path):
     status, out, err = invoke([str(tmp_path / "nope.csv")], FakeKinesis())
     assert status == 2 and out == "" and "cannot open" in err

@@ -172,7 +172,7 @@ def test_a_bad_byte_mid_file_raises_after_sending_the_rows_before_it(tmp_path):
     path.write_bytes(f"{HEADER}\n{GOOD}\n".encode() + b"536366,\xff\n")
     fake = FakeKinesis()
     with RejectsFile(tmp_path / "r.jsonl") as rejects:
-        run = Replay([Source(path, path.name, rejects)], KinesisWriter(fake, "retail"))
+        run = Replay([Source(path, path.name, rejects, "utf-8")], KinesisWriter(fake, "retail"))
         with pytest.raises(SourceError, match="line 3"):
             run.run()
     assert [r.line for r in sent_records(fake)] == [2]
