@@ -6,7 +6,7 @@ CSV    ?= data/TestSample.csv
 CHART  ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install demo report bench test test-unit chaos up down env clean wheels container-base container-test constraints
+.PHONY: help install system demo report bench test test-unit chaos up down env clean wheels container-base container-test constraints
 
 help:
 	@echo "make demo [CSV=path]   run the pipeline end to end on the local stack"
@@ -33,31 +33,36 @@ $(CHECKOV): | $(VENV)/.installed
 
 install: $(VENV)/.installed $(CHECKOV)
 
-demo: install
+# Java, PostgreSQL's server and Prometheus: installed when missing (as root),
+# else named with the command that installs them. CI runs the same script.
+system:
+	@scripts/ensure-system-packages.sh
+
+demo: install system
 	$(PY) -m local_stack.demo --csv $(CSV)
 
 # The reporting views of a throwaway stack loaded with $(CSV); CHART=path.png
 # also draws revenue by day.
-report: install
+report: install system
 	$(PY) -m local_stack.report --csv $(CSV) $(if $(CHART),--chart $(CHART))
 
 # The benchmarks, on a throwaway stack: a table on stderr, the figures as the
 # last line of JSON on stdout. BENCH_ARGS="--rows 20000" for a quicker run.
 BENCH_ARGS ?=
-bench: install
+bench: install system
 	$(PY) -m bench $(BENCH_ARGS)
 
 # The container test has its own target: it needs podman (see container-test).
-test: install
+test: install system
 	$(PY) -m pytest -m "not container" $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-chaos: install
+chaos: install system
 	$(PY) -m tests.chaos $(PYTEST_ARGS)
 
-up: install
+up: install system
 	$(PY) -m local_stack up
 
 down: install

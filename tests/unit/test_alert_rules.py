@@ -12,7 +12,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 @pytest.fixture(scope="module")
 def promtool() -> str:
     found = shutil.which("promtool")
-    assert found, "promtool not found: install Debian's prometheus package (.ci/run does)"
+    assert found, "promtool not found: install Debian's prometheus package (make test does, as root: scripts/ensure-system-packages.sh)"
     return found
 
 
