@@ -55,11 +55,7 @@ def read_rows(path: Path | str, encoding: str = "auto") -> Iterator[Row]:
     already been yielded. `check_source` first refuses such a file whole.
     """
     path = Path(path)
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot open: {exc.strerror or exc}") from None
-    with handle:
+    with _open(path) as handle:
         yield from read_stream(handle, path, encoding)
 
 
@@ -69,18 +65,22 @@ def check_source(path: Path | str, encoding: str = "auto") -> str:
     (`auto` resolved). For a run: refuse a bad file before anything is sent.
     Raises SourceError as `read_rows` would, naming the line and byte."""
     path = Path(path)
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot open: {exc.strerror or exc}") from None
-    with handle:
+    with _open(path) as handle:
         resolved = resolve_encoding(handle, path, encoding)
-        for _ in _decoded_lines(handle, path, resolved):
-            pass
-        handle.seek(0)
+        if encoding != "auto":  # auto has just decoded every line in `resolved`
+            for _ in _decoded_lines(handle, path, resolved):
+                pass
+            handle.seek(0)
         for _ in read_stream(handle, path, resolved):
             break  # the header
     return resolved
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot open: {exc.strerror or exc}") from None
 
 
 def resolve_encoding(handle: BinaryIO, path: Path | str, encoding: str) -> str:

@@ -54,6 +54,23 @@ def running_stack(state_dir: Path):
         stack.down(purge=True)
 
 
+@contextlib.contextmanager
+def throwaway_stream(settings: Settings, prefix: str, shards: int):
+    """(a Kinesis client, the name of a new stream of `shards` shards), deleted after."""
+    import uuid
+
+    from retail_stream import aws
+
+    kinesis = aws.client("kinesis", settings)
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    kinesis.create_stream(StreamName=name, ShardCount=shards)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name)
+    try:
+        yield kinesis, name
+    finally:
+        kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+
+
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory):
     """One stack for all the integration tests."""

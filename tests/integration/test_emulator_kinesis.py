@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
-from retail_stream import aws
+from tests.conftest import throwaway_stream
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def stream(settings):
-    kinesis = aws.client("kinesis", settings)
-    name = f"reshard-{uuid.uuid4().hex[:8]}"
-    kinesis.create_stream(StreamName=name, ShardCount=1)
-    kinesis.get_waiter("stream_exists").wait(StreamName=name)
-    yield kinesis, name
-    kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+    with throwaway_stream(settings, "reshard", shards=1) as made:
+        yield made
 
 
 def put(kinesis, name, keys):

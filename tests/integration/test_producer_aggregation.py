@@ -10,7 +10,6 @@ import base64
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,8 @@ from producer.aggregation import AggregatingDestination, ShardMap, hash_key
 from producer.csv_source import valid_records
 from producer.kinesis_writer import KinesisWriter
 from producer.replay import RejectsFile, Replay, Source
-from retail_stream import aws
 from retail_stream.schema import decode
+from tests.conftest import throwaway_stream
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +33,8 @@ def valid_ids(source: str) -> set[str]:
 
 @pytest.fixture
 def stream(settings):
-    kinesis = aws.client("kinesis", settings)
-    name = f"agg-{uuid.uuid4().hex[:8]}"
-    kinesis.create_stream(StreamName=name, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=name)
-    yield kinesis, name
-    kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+    with throwaway_stream(settings, "agg", shards=2) as made:
+        yield made
 
 
 def user_records(kinesis, name) -> dict[str, list[dict]]:
