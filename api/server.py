@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"retail-api: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logs.configure(settings.log_level, service="api")
+    logs.configure(settings.log_level, log_format=settings.log_format, service="api")
     writer = KinesisWriter(aws.client("kinesis", settings, validate=False), settings.stream_name, max_attempts=PUT_RECORDS_ATTEMPTS)
     app = create_app(settings, writer, aws.client("dynamodb", settings))
     host = args.host or settings.api_host

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-rate", type=int, default=200, help="records/s during the latency run")
     parser.add_argument("--latency-seconds", type=float, default=30)
     args = parser.parse_args(argv)
-    logs.configure("WARNING", service="bench")
+    logs.configure("WARNING", log_format=Settings.from_env().log_format, service="bench")
 
     figures: dict = {"machine": machine(), "rows": args.rows, "naive_rows": args.naive_rows}
     stack = LocalStack(project_dir() / ".local" / "bench", 0, 0, 0)
@@ -162,7 +162,7 @@ def run_benches(args, settings: Settings, env: dict, tmp: Path, state_dir: Path)
                        for _ in range(PROCESSOR_RUNS))
             figures[f"processor_us_per_record_{dialect}"] = round(best, 1)
     finally:
-        logs.configure("WARNING", service="bench")
+        logs.configure("WARNING", log_format=Settings.from_env().log_format, service="bench")
     figures["processor_us_per_record"] = figures["processor_us_per_record_redshift"]
     for dialect in ("redshift", "postgres"):
         out = subprocess.run(

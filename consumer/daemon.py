@@ -209,6 +209,8 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
         LOG_PIPE_ENV: str(relay_processor_logs(workdir)),
         # Each record processor writes its metrics here; we serve them all.
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        # Their log pipe is no terminal: they render as we do, so one stream reads alike.
+        "LOG_FORMAT": "console" if logs.renders_console(settings.log_format, sys.stderr) else "json",
     }
     health = DaemonHealth()
     # Bound before the daemon starts, so a taken port fails fast and alone.
@@ -254,7 +256,7 @@ def main() -> None:
     except SettingsError as exc:
         print(f"consumer: {exc}", file=sys.stderr)
         sys.exit(2)
-    logs.configure(settings.log_level, service="consumer")
+    logs.configure(settings.log_level, log_format=settings.log_format, service="consumer")
     try:
         sys.exit(run(settings, os.environ))
     except OSError as exc:

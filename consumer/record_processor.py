@@ -188,7 +188,8 @@ def main() -> None:
     # (ours or a library's) lands on stderr instead of corrupting it.
     protocol_out, sys.stdout = sys.stdout, sys.stderr
     settings = load_settings()
-    logs.configure(settings.log_level, log_stream(), service="consumer", worker_id=settings.worker_id())
+    logs.configure(settings.log_level, log_stream(), log_format=settings.log_format,
+                   service="consumer", worker_id=settings.worker_id())
     process = RecordProcessor(lambda shard_id: build_pipeline(settings, shard_id))
     kcl_process(process, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
 

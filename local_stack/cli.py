@@ -60,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logs.configure("INFO", service="local_stack")
+    logs.configure("INFO", log_format=Settings.from_env().log_format, service="local_stack")
     try:
         if args.command == "provision":
             from local_stack.provision import provision

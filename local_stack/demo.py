@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the sinks")
     args = parser.parse_args(argv)
     csv = args.csv.resolve()
-    logs.configure("INFO", service="local_stack")  # the stack's own events: stderr, not the summary
+    # The stack's own events: stderr, not the summary.
+    logs.configure("INFO", log_format=Settings.from_env().log_format, service="local_stack")
 
     stack = LocalStack(state_dir=project_dir() / ".local" / "demo")
     stack.down(purge=True)

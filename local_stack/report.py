@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the sinks")
     args, report_args = parser.parse_known_args(argv)
     csv = args.csv.resolve()
-    logs.configure("INFO", service="local_stack")  # the stack's own events: stderr, not the report
+    # The stack's own events: stderr, not the report.
+    logs.configure("INFO", log_format=Settings.from_env().log_format, service="local_stack")
 
     stack = LocalStack(project_dir() / ".local" / "report", 0, 0, 0)
     stack.down(purge=True)

@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"retail-producer: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logs.configure(settings.log_level, service="producer")
+    logs.configure(settings.log_level, log_format=settings.log_format, service="producer")
     stop = threading.Event()
     _stop_on_signals(stop)
     metrics, server = None, None

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"reporting: {error}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level, service="reporting")
+    logs.configure(settings.log_level, log_format=settings.log_format, service="reporting")
     if args.chart:
         try:
             chart.require_matplotlib()  # before any query: fail fast, print nothing half-done

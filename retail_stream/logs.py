@@ -1,4 +1,5 @@
-"""structlog set-up: JSON lines on stderr, one event per line.
+"""structlog set-up: one event per line on stderr, JSON lines for machines
+(containers, CI, log files) and structlog's console renderer on a terminal.
 
 stderr, always: a record processor's stdout is the KCL protocol channel.
 """
@@ -12,17 +13,24 @@ from typing import TextIO
 import structlog
 
 
-def configure(level: str = "INFO", stream: TextIO | None = None, **context: object) -> None:
+def renders_console(log_format: str, stream: TextIO) -> bool:
+    """`console` or `json` as asked; `auto`: console only on a terminal."""
+    return log_format == "console" or (log_format == "auto" and stream.isatty())
+
+
+def configure(level: str = "INFO", stream: TextIO | None = None, *, log_format: str = "auto",
+              **context: object) -> None:
     """Configure structlog and the stdlib root logger to write to `stream`
-    (default stderr); `context` is bound to every event."""
+    (default stderr) in `log_format` (settings.LOG_FORMATS); `context` is
+    bound to every event."""
     stream = stream or sys.stderr
     numeric = logging.getLevelName(level.upper())
     # botocore's own chatter is rarely what an operator wants at INFO.
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
     renderer = (
-        structlog.dev.ConsoleRenderer()
-        if stream.isatty()
+        structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        if renders_console(log_format, stream)
         else structlog.processors.JSONRenderer()
     )
     stamp = [

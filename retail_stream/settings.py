@@ -28,6 +28,7 @@ _IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$")
 DIALECTS = ("postgres", "redshift")
 POSITIONS = ("TRIM_HORIZON", "LATEST")
+LOG_FORMATS = ("auto", "json", "console")  # auto: console on a terminal, JSON lines otherwise
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Settings:
     kcl_worker_metrics_interval_ms: int = 0  # 0: the KCL's own default (30 s)
     java_bin: str = "java"
     log_level: str = "INFO"
+    log_format: str = "auto"
     kcl_log_level: str = "INFO"
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 0  # 0: the service's default (producer 9101, consumer 9102)
@@ -115,6 +117,7 @@ class Settings:
             ("flush_retry_seconds", self.flush_retry_seconds >= 0),
             ("kcl_max_records", 1 <= self.kcl_max_records <= 10_000),
             ("log_level", self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")),
+            ("log_format", self.log_format in LOG_FORMATS),
             ("metrics_port", 0 <= self.metrics_port <= 65535),
             ("metrics_path", self.metrics_path.startswith("/") and self.metrics_path not in ("/healthz", "/readyz")),
             ("kcl_log_level", self.kcl_log_level.upper() in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "OFF")),
@@ -184,6 +187,7 @@ ENVIRONMENT: dict[str, str] = {
     "kcl_worker_metrics_interval_ms": "KCL_WORKER_METRICS_INTERVAL_MS",
     "java_bin": "JAVA_BIN",
     "log_level": "LOG_LEVEL",
+    "log_format": "LOG_FORMAT",
     "kcl_log_level": "KCL_LOG_LEVEL",
     "metrics_host": "METRICS_HOST",
     "metrics_port": "METRICS_PORT",
