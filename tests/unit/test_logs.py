@@ -26,13 +26,15 @@ def logged(stream: io.StringIO, log_format: str) -> str:
         structlog.reset_defaults()
 
 
-@pytest.mark.parametrize("stream_type, log_format", [(io.StringIO, "auto"), (Terminal, "json"), (io.StringIO, "json")])
+@pytest.mark.parametrize("stream_type, log_format",
+                         [(io.StringIO, "auto"), (Terminal, "json"), (io.StringIO, "json")])
 def test_json_lines_unless_a_terminal_or_asked(stream_type, log_format):
     event = json.loads(logged(stream_type(), log_format))
     assert event["event"] == "batch_written" and event["records"] == 3 and event["service"] == "test"
 
 
-@pytest.mark.parametrize("stream_type, log_format", [(Terminal, "auto"), (io.StringIO, "console"), (Terminal, "console")])
+@pytest.mark.parametrize("stream_type, log_format",
+                         [(Terminal, "auto"), (io.StringIO, "console"), (Terminal, "console")])
 def test_console_on_a_terminal_or_when_asked(stream_type, log_format):
     line = logged(stream_type(), log_format)
     with pytest.raises(ValueError):
