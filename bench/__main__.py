@@ -29,10 +29,11 @@ from pathlib import Path
 
 from bench import consumer, data, latency, processor, producer
 from local_stack import census
-from local_stack.demo import stop
+from local_stack.services import consumer_running
 from local_stack.ports import free_port
 from local_stack.provision import ensure_stream
-from local_stack.stack import LocalStack, project_dir
+from local_stack.stack import throwaway_stack
+from local_stack.stopping import stops_clean
 from retail_stream import logs
 from retail_stream.settings import Settings
 
@@ -55,6 +56,7 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+@stops_clean
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="rows the producer replays and the consumer drains")
@@ -65,20 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure("WARNING", log_format=Settings.from_env().log_format, service="bench")
 
     figures: dict = {"machine": machine(), "rows": args.rows, "naive_rows": args.naive_rows}
-    stack = LocalStack(project_dir() / ".local" / "bench", 0, 0, 0)
-    stack.down(purge=True)
-    say(f"starting a local stack in {stack.state_dir}")
-    stack.up()
-    try:
-        os.environ.update(stack.environment())  # this process's own clients (baselines, census) too
+    say("starting a local stack")
+    with throwaway_stack("bench") as stack:  # this process's own clients (baselines, census) use it too
+        say(f"local stack up in {stack.state_dir}")
         env = {**os.environ, "FLUSH_MAX_AGE_SECONDS": str(FLUSH_MAX_AGE_SECONDS),
                "KCL_WORKER_ID": "bench", "METRICS_PORT": str(free_port()),
                "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING")}
         settings = Settings.from_env(env)
         with tempfile.TemporaryDirectory(prefix="retail-bench-") as tmp:
             figures.update(run_benches(args, settings, env, Path(tmp), stack.state_dir))
-    finally:
-        stack.down()
     print_table(figures)
     print(json.dumps(figures), flush=True)
     return 0
@@ -128,8 +125,7 @@ def run_benches(args, settings: Settings, env: dict, tmp: Path, state_dir: Path)
     say("consumer: what the DynamoDB endpoint itself takes, 16 BatchWriteItem calls in flight")
     ceiling = consumer.dynamodb_ceiling(settings, data.valid_records(csv, "ceiling")[:20_000])
     say(f"consumer: draining {batched_runs[0].records} records through the KCL into every sink")
-    running = consumer.start_consumer(env, state_dir / "consumer.log")
-    try:
+    with consumer_running(env, state_dir / "consumer.log") as running:
         drained = consumer.drain(settings, running)
         figures.update(
             consumer_records_per_s=round(drained.throughput.per_second),
@@ -150,8 +146,7 @@ def run_benches(args, settings: Settings, env: dict, tmp: Path, state_dir: Path)
         template = data.valid_records(data.SAMPLE, "latency-aggregated")[0]
         seen = latency.measure(settings, template, args.latency_rate, args.latency_seconds, aggregate=True)
         figures.update(latency_aggregated_p50_ms=round(seen.p50_ms), latency_aggregated_p99_ms=round(seen.p99_ms))
-    finally:
-        say(f"consumer stopped (status {stop(running)})")
+    say(f"consumer stopped (status {running.returncode})")
 
     say(f"processor: CPU per record over {args.rows} records, best of {PROCESSOR_RUNS}, both warehouse dialects")
     payloads = processor.payloads_of(data.valid_records(csv, "processor"))

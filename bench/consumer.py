@@ -5,11 +5,9 @@ naive way, every record written on its own to each sink."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
@@ -41,11 +39,6 @@ def lease_table(settings: Settings) -> dict[str, dict]:
         return {}
     return {i["leaseKey"]["S"]: {"owner": i.get("leaseOwner", {}).get("S"),
                                  "checkpoint": i.get("checkpoint", {}).get("S")} for i in items}
-
-
-def start_consumer(env: dict, log_path: Path) -> subprocess.Popen:
-    log = log_path.open("w")
-    return subprocess.Popen([sys.executable, "-m", "consumer"], env=env, stdout=log, stderr=log)
 
 
 def drain(settings: Settings, consumer: subprocess.Popen, timeout: float = 900) -> Drain:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -37,6 +38,8 @@ DEFAULT_METRICS_PORT = 9102
 READY_LINE = "Initialization complete"
 # Leaves the daemon time to flush every shard inside ECS's 30 s stop timeout.
 SHUTDOWN_GRACE_MS = 25_000
+STOP_RESEND_SECONDS = 2.0
+STOP_MARGIN_SECONDS = 3.0  # 25 + 3 s: the daemon is gone before ECS's SIGKILL at 30 s
 
 
 def jars_dir() -> Path:
@@ -240,7 +243,7 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     try:
-        status = daemon.wait()
+        status = wait_for_exit(daemon, stopping)
     finally:
         server.stop()
     log.info("daemon_exited", status=status)
@@ -248,6 +251,31 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
     if stopping.is_set() and status in (0, 128 + signal.SIGTERM):
         return 0
     return status if status >= 0 else 128 - status
+
+
+def wait_for_exit(daemon: subprocess.Popen, stopping: threading.Event,
+                  grace_seconds: float = SHUTDOWN_GRACE_MS / 1000 + STOP_MARGIN_SECONDS,
+                  resend_seconds: float = STOP_RESEND_SECONDS) -> int:
+    """The daemon's exit status. Once a stop is asked, SIGTERM again every
+    `resend_seconds`: a JVM signalled in its first moments, before its own
+    handlers are in, drops the signal and runs on (measured: a Ctrl-C 60 ms
+    after the start left the worker running). Once its shutdown hooks run,
+    repeats change nothing. SIGKILL after `grace_seconds`, still inside ECS's
+    stop timeout, so this process ends by itself and says so."""
+    asked = None
+    while True:
+        try:
+            return daemon.wait(timeout=resend_seconds)
+        except subprocess.TimeoutExpired:
+            pass
+        if not stopping.is_set():
+            continue
+        asked = asked or time.monotonic()
+        if time.monotonic() - asked > grace_seconds:
+            log.warning("daemon_killed", after_seconds=round(time.monotonic() - asked, 1))
+            daemon.kill()
+        else:
+            daemon.send_signal(signal.SIGTERM)
 
 
 def main() -> None:

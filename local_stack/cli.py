@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from local_stack.errors import StackError
 from local_stack.stack import LocalStack, StackStatus
+from local_stack.stopping import stops_clean
 from retail_stream import logs
 from retail_stream.settings import Settings, SettingsError
 
@@ -58,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+@stops_clean
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logs.configure("INFO", log_format=Settings.from_env().log_format, service="local_stack")

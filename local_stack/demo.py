@@ -1,10 +1,14 @@
 """`make demo`: the whole pipeline on the local stack, start to finish.
 
 Starts a fresh stack, replays a CSV with the producer, runs the consumer until
-every sink holds every valid row, prints a summary and, as the very last line,
-one JSON object of counts read from the stores themselves; then stops the
-stack. Exit status 0 only when every valid row is once in DynamoDB, S3 and
-the warehouse and every invalid row is in the rejects file.
+the warehouse has loaded every row sent (progress from the consumer's counter
+in Prometheus and the load ledger: nothing that grows with the data), then
+counts every store once, exactly, prints a summary and, as the very last
+line, one JSON object of those counts and the warehouse's quantity and amount
+totals next to the file's own; then stops the stack. Exit status 0 only when
+every valid row is once in DynamoDB, S3 and the warehouse, the totals match
+and every invalid row is in the rejects file. SIGINT, SIGTERM or SIGHUP stop
+everything it started and exit 128 + the signal.
 """
 
 from __future__ import annotations
@@ -12,23 +16,55 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from local_stack import census
-from local_stack.stack import LocalStack, project_dir
+from local_stack.services import (
+    consumer_running,
+    processed_after_scrape,
+    run_producer,
+    say,
+    scraped_environments,
+    wait_for_drain,
+)
+from local_stack.stack import project_dir, throwaway_stack
+from local_stack.stopping import stops_clean
 from producer.csv_source import read_rows
 from retail_stream import logs
+from retail_stream.schema import InvalidRecord, parse_row
 from retail_stream.settings import Settings
 
 DEFAULT_CSV = project_dir() / "data" / "TestSample.csv"
+AMOUNT_STEP = Decimal("0.0001")  # the warehouse's unit_price scale
 
 
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+@dataclass(frozen=True)
+class SourceFigures:
+    """What the file itself holds, for checking the stores against."""
+
+    rows: int
+    valid: int
+    quantity_sum: int
+    amount_sum: Decimal  # quantity x unit price over the valid rows
+
+
+def source_figures(path: Path) -> SourceFigures:
+    rows = valid = quantity = 0
+    amount = Decimal(0)
+    for line, fields in read_rows(path):
+        rows += 1
+        try:
+            record = parse_row(fields, path.name, line)
+        except InvalidRecord:
+            continue
+        valid += 1
+        quantity += record.quantity
+        amount += record.quantity * record.unit_price
+    return SourceFigures(rows, valid, quantity, amount)
 
 
 def count_source_rows(path: Path) -> int:
@@ -42,130 +78,92 @@ def count_lines(path: Path) -> int:
         return sum(1 for line in handle if line.strip())
 
 
-def run_producer(csv: Path, rejects: Path, env: dict) -> dict:
-    """Replay the CSV into the stream; returns the producer's JSON summary."""
-    result = subprocess.run(
-        [sys.executable, "-m", "producer", str(csv), "--rejects", str(rejects)],
-        env=env, stdout=subprocess.PIPE, text=True, check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"producer failed with status {result.returncode}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def exact(amount: Decimal | str) -> str:
+    """An amount at the warehouse's scale, as exact digits."""
+    return str(Decimal(amount).quantize(AMOUNT_STEP))
 
 
-def wait_for_sinks(settings: Settings, expected: int, consumer: subprocess.Popen, timeout: float) -> None:
-    """Block until DynamoDB, S3 and the warehouse each hold `expected` rows."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        if consumer.poll() is not None:
-            raise SystemExit(f"consumer exited early with status {consumer.returncode}")
-        seen = (
-            census.dynamodb_items(settings),
-            len({json.loads(line)["event_id"] for line in census.s3_lines(settings, settings.s3_raw_prefix)[1]}),
-            census.warehouse_rows(settings)[1],
-        )
-        if seen != last:
-            say(f"  waiting: dynamodb={seen[0]} s3={seen[1]} warehouse={seen[2]} of {expected}")
-            last = seen
-        if min(seen) >= expected:
-            return
-        time.sleep(2)
-    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {expected} rows in every sink")
-
-
-def read_prometheus(stack: LocalStack, expected: int, run_seconds: float) -> dict:
-    """The consumer's figures as Prometheus scraped them (not as the consumer
-    says): its processed-records counter, once a scrape has caught it up, and
-    the highest per-shard lag seen during the run."""
-    prometheus = stack.prometheus
-    processed_query = "sum(retail_consumer_records_processed_total)"
-    deadline = time.monotonic() + 30
-    while (prometheus.value(processed_query) or 0) < expected and time.monotonic() < deadline:
-        time.sleep(1)
-    window = f"{int(run_seconds) + 10}s"
-    max_lag = prometheus.value(f"max(max_over_time(retail_consumer_millis_behind_latest[{window}]))")
-    return {
-        "prometheus_records_processed": int(prometheus.value(processed_query) or 0),
-        "prometheus_max_lag_ms": int(max_lag or 0),
-    }
-
-
-def stop(consumer: subprocess.Popen, timeout: float = 60) -> int:
-    consumer.send_signal(signal.SIGTERM)
-    try:
-        return consumer.wait(timeout)
-    except subprocess.TimeoutExpired:
-        consumer.kill()
-        return consumer.wait()
-
-
+@stops_clean
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the pipeline end to end on the local stack.")
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
-    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the sinks")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the consumer to drain")
     args = parser.parse_args(argv)
     csv = args.csv.resolve()
     # The stack's own events: stderr, not the summary.
     logs.configure("INFO", log_format=Settings.from_env().log_format, service="local_stack")
 
-    stack = LocalStack(state_dir=project_dir() / ".local" / "demo")
-    stack.down(purge=True)
     started = time.monotonic()
-    say(f"starting the local stack in {stack.state_dir}")
-    stack.up()
-    try:
-        # This process reads the stores too: point its own boto3 at the stack.
-        os.environ.update(stack.environment())
+    say("starting the local stack")
+    with throwaway_stack("demo") as stack:
+        say(f"local stack up in {stack.state_dir}")
         env = {**os.environ, "FLUSH_MAX_AGE_SECONDS": "5", "KCL_WORKER_ID": "demo"}
+        producer_env, consumer_env = scraped_environments(stack.prometheus, env)
         settings = Settings.from_env(env)
         rejects = stack.state_dir / "rejects.jsonl"
 
         say(f"replaying {csv}")
-        produced = run_producer(csv, rejects, env)
+        produced = run_producer(csv, rejects, producer_env)
         expected = produced["sent"]
 
         log_path = stack.state_dir / "consumer.log"
-        say(f"starting the consumer (KCL MultiLangDaemon; log: {log_path})")
-        with log_path.open("w") as log:
-            consumer = subprocess.Popen([sys.executable, "-m", "consumer"], env=env, stderr=log, stdout=log)
-            try:
-                wait_for_sinks(settings, expected, consumer, args.timeout)
-                scraped = read_prometheus(stack, expected, time.monotonic() - started)
-            finally:
-                status = stop(consumer)
-        say(f"consumer stopped (status {status})")
+        say(f"starting the consumer (KCL MultiLangDaemon; log: {log_path}; "
+            f"Prometheus: {stack.prometheus.url})")
+        with consumer_running(consumer_env, log_path) as consumer:
+            drained = wait_for_drain(settings, stack.prometheus, expected, consumer, args.timeout)
+            processed = processed_after_scrape(stack.prometheus, expected)
+            window = f"{int(time.monotonic() - started) + 10}s"
+            max_lag = stack.prometheus.value(f"max(max_over_time(retail_consumer_millis_behind_latest[{window}]))")
+        say(f"consumer stopped (status {consumer.returncode})")
 
+        say("counting every store (once, at the end)")
         found = census.take(settings)
+        quantity_sum, amount_sum = census.warehouse_totals(settings)
+        source = source_figures(csv)
         result = {
-            "source_rows": count_source_rows(csv),
+            "source_rows": source.rows,
             "rejected": count_lines(rejects),
             **found.as_dict(),
-            **scraped,
+            "prometheus_records_processed": processed,
+            "prometheus_max_lag_ms": int(max_lag or 0),
+            "warehouse_quantity_sum": int(quantity_sum),
+            "warehouse_amount_sum": exact(amount_sum),
+            "source_quantity_sum": source.quantity_sum,
+            "source_amount_sum": exact(source.amount_sum),
+            "producer_seconds": produced["seconds"],
+            "producer_records_per_s": round(produced["records_per_second"]),
+            "drain_seconds": round(drained.seconds, 1),
+            "drain_records_per_s": round(drained.per_second),
             "seconds": round(time.monotonic() - started, 1),
         }
-    finally:
-        stack.down()
 
-    valid = result["source_rows"] - result["rejected"]
+    valid = source.valid
     ok = (
-        result["dynamodb_items"] == valid
+        result["rejected"] == source.rows - valid
+        and result["dynamodb_items"] == valid
         and result["redshift_rows"] == result["redshift_distinct_events"] == valid
         and result["s3_distinct_events"] == valid
         and result["kinesis_records"] == expected
         and result["prometheus_records_processed"] == expected
-        and status == 0
+        and result["warehouse_quantity_sum"] == result["source_quantity_sum"]
+        and result["warehouse_amount_sum"] == result["source_amount_sum"]
+        and consumer.returncode == 0
     )
     say("")
-    say(f"source rows           {result['source_rows']:>8}")
-    say(f"rejected by producer  {result['rejected']:>8}   (see {rejects})")
-    say(f"records in Kinesis    {result['kinesis_records']:>8}")
-    say(f"items in DynamoDB     {result['dynamodb_items']:>8}")
-    say(f"S3 raw zone           {result['s3_records']:>8}   records in {result['s3_objects']} objects")
-    say(f"rows in the warehouse {result['redshift_rows']:>8}   ({result['redshift_distinct_events']} distinct)")
-    say(f"dead-lettered         {result['dead_lettered']:>8}")
-    say(f"Prometheus: processed {result['prometheus_records_processed']:>8}   "
-        f"highest lag {result['prometheus_max_lag_ms']} ms")
+    say(f"source rows           {result['source_rows']:>12,}")
+    say(f"rejected by producer  {result['rejected']:>12,}   (see {rejects})")
+    say(f"records in Kinesis    {result['kinesis_records']:>12,}   "
+        f"sent at {result['producer_records_per_s']:,} records/s")
+    say(f"items in DynamoDB     {result['dynamodb_items']:>12,}")
+    say(f"S3 raw zone           {result['s3_records']:>12,}   records in {result['s3_objects']:,} objects")
+    say(f"rows in the warehouse {result['redshift_rows']:>12,}   ({result['redshift_distinct_events']:,} distinct)")
+    say(f"  quantity            {result['warehouse_quantity_sum']:>12,}   file: {result['source_quantity_sum']:,}")
+    say(f"  amount              {result['warehouse_amount_sum']:>12}   file: {result['source_amount_sum']}")
+    say(f"dead-lettered         {result['dead_lettered']:>12,}")
+    say(f"Prometheus: processed {result['prometheus_records_processed']:>12,}   "
+        f"highest lag {result['prometheus_max_lag_ms']:,} ms")
+    say(f"drained in {result['drain_seconds']} s ({result['drain_records_per_s']:,} records/s); "
+        f"{result['seconds']} s in all")
     say("every valid row is once in every sink" if ok else "MISMATCH: see the counts above")
     print(json.dumps(result), flush=True)
     return 0 if ok else 1

@@ -26,6 +26,7 @@ import structlog
 from psycopg2 import sql
 
 from local_stack.errors import StackError
+from local_stack.stopping import deferred
 from local_stack.ports import port_in_use
 
 log = structlog.get_logger(__name__)
@@ -210,11 +211,14 @@ class PostgresServer:
             self._initdb(bin_dir)
             self._write_start_conf()
             started = time.monotonic()
-            self.user.run(
-                [str(bin_dir / "pg_ctl"), "start", "-w", "-t", str(START_TIMEOUT_SECONDS),
-                 "-D", str(self.pgdata), "-l", str(self.log_file)],
-                check=False, timeout=START_TIMEOUT_SECONDS + 10,
-            )
+            # Not cut short: a pg_ctl stopped early can leave a server starting
+            # that has not written the postmaster.pid a stop looks for.
+            with deferred():
+                self.user.run(
+                    [str(bin_dir / "pg_ctl"), "start", "-w", "-t", str(START_TIMEOUT_SECONDS),
+                     "-D", str(self.pgdata), "-l", str(self.log_file)],
+                    check=False, timeout=START_TIMEOUT_SECONDS + 10,
+                )
             if self.running_port() != self.port:
                 raise StackError(f"PostgreSQL did not start; {self.log_file} ends with:\n{self._log_tail()}")
             log.info("postgres_started", port=self.port, data=str(self.pgdata),

@@ -21,6 +21,7 @@ from typing import Callable, Mapping, Sequence
 import structlog
 
 from local_stack.errors import StackError
+from local_stack.stopping import deferred
 
 log = structlog.get_logger(__name__)
 
@@ -70,14 +71,14 @@ class BackgroundProcess:
         if running is not None:
             return running
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as out:
+        with self.log_file.open("ab") as out, deferred():  # started and recorded, or neither
             # A new session: Ctrl-C in the terminal that ran `up` must not reach it.
             child = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                 env=None if env is None else dict(env), start_new_session=True, close_fds=True,
             )
-        _CHILDREN[child.pid] = child
-        self.pid_file.write_text(json.dumps({"pid": child.pid, "argv": list(self.argv)}))
+            _CHILDREN[child.pid] = child
+            self.pid_file.write_text(json.dumps({"pid": child.pid, "argv": list(self.argv)}))
         log.info("process_started", process=self.name, pid=child.pid, log=str(self.log_file))
         return child.pid
 

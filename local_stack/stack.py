@@ -108,7 +108,7 @@ class LocalStack:
         else those of the stack running from that folder, else 4566
         and 5439. Raises StackError on a malformed port."""
         env = os.environ if environ is None else environ
-        state_dir = Path(env.get("LOCAL_STACK_DIR") or project_dir() / ".local")
+        state_dir = state_root(env)
         recorded = _read_state(state_dir)
 
         def port(variable: str, key: str, default: int) -> int:
@@ -237,6 +237,28 @@ class LocalStack:
                 return response.status == 200
         except OSError:
             return False
+
+
+def state_root(environ: Mapping[str, str] | None = None) -> Path:
+    """Where stacks keep their folders: `LOCAL_STACK_DIR`, else `<project>/.local`."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("LOCAL_STACK_DIR") or project_dir() / ".local")
+
+
+@contextlib.contextmanager
+def throwaway_stack(name: str) -> Iterator[LocalStack]:
+    """A fresh stack for one command (`make demo`, `report`, `bench`) in
+    `<state root>/<name>` on free ports, so it runs beside `make up`: what an
+    earlier run left there is purged first. Its variables are set in
+    os.environ for this process's own clients; stopped on leaving."""
+    stack = LocalStack(state_root() / name, 0, 0, 0)
+    stack.down(purge=True)
+    stack.up()
+    try:
+        os.environ.update(stack.environment())
+        yield stack
+    finally:
+        stack.down()
 
 
 @contextlib.contextmanager

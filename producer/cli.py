@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence, TextIO
 import structlog
 
 from producer.aggregation import DEFAULT_AGGREGATE_BYTES, AggregatingDestination, ShardMap
-from producer.csv_source import ENCODINGS, SourceError, check_source
+from producer.csv_source import ENCODINGS, SourceError, check_source, line_count
 from producer.destinations import Destination, KinesisDestination
 from producer.kinesis_writer import DeliveryError, KinesisWriter
 from producer.metrics import ProducerMetrics
@@ -34,6 +34,7 @@ from producer.pacing import RateLimiter, TimelinePacer
 from producer.replay import Replay, RejectsFile, ReplaySummary, Source, default_rejects_path
 from retail_stream import aws, logs
 from retail_stream.metrics_server import MetricsServer
+from retail_stream.progress import LINE_INTERVAL_SECONDS, Progress
 from retail_stream.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
@@ -142,6 +143,16 @@ def source_ids(args: argparse.Namespace) -> list[str]:
     return [args.source_id] if args.source_id is not None else [path.name for path in args.csv]
 
 
+def expected_rows(args: argparse.Namespace) -> int:
+    """About how many rows the run reads, for its progress (0: no end, a
+    --loop 0 run): the files' lines but their headers, times the passes,
+    capped by --limit. A quoted line break makes it a little high."""
+    if args.loop == 0:
+        return args.limit or 0
+    rows = sum(max(line_count(path) - 1, 0) for path in args.csv) * args.loop
+    return min(rows, args.limit) if args.limit is not None else rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, build the Kinesis client from the environment, run."""
     parser = build_parser()
@@ -215,7 +226,7 @@ def run(
         return EXIT_USAGE
 
     destination = build_destination(args, kinesis, stream_name, metrics, http_client)
-    progress = ProgressLine(stderr, clock) if stderr.isatty() else None
+    progress = ReplayProgress(stderr, clock, expected_rows(args))
     rejects_paths = [args.rejects or default_rejects_path(path) for path in args.csv]
     rejects_files = {path: RejectsFile(path) for path in dict.fromkeys(rejects_paths)}
     sources = [
@@ -238,7 +249,7 @@ def run(
             timeline=TimelinePacer(args.speedup, clock=clock, sleep=stop.wait) if args.speedup else None,
             clock=clock,
             should_stop=stop.is_set,
-            on_progress=progress.show if progress else lambda summary: None,
+            on_progress=progress.show,
             metrics=metrics,
         )
         status, error = EXIT_OK, None
@@ -250,8 +261,7 @@ def run(
             status, error = EXIT_DELIVERY, str(exc)
             log.error("replay.delivery_failed", error=str(exc), attempts=exc.attempts, failed=len(exc.failed))
         finally:
-            if progress:
-                progress.close(replay.summary)
+            progress.close(replay.summary)
     report(replay.summary, stream_name, error, stdout, stderr, api=args.via_api)
     return status
 
@@ -296,32 +306,30 @@ def report(
     print(json.dumps({**summary.as_dict(), **target, "error": error}), file=stdout, flush=True)
 
 
-class ProgressLine:
-    """A one-line progress display, redrawn in place at most twice a second;
-    for terminals only (a log file would fill with carriage returns)."""
+class ReplayProgress:
+    """The replay's progress: a bar with rate and ETA on a terminal, else a
+    `replay.progress` log event every LINE_INTERVAL_SECONDS (log streams stay JSON)."""
 
-    def __init__(self, stream: TextIO, clock: Callable[[], float], interval: float = 0.5) -> None:
-        self._stream = stream
+    def __init__(self, stderr: TextIO, clock: Callable[[], float], expected_rows: int) -> None:
+        self._bar = Progress(stderr, "replay", expected_rows, clock=clock) if stderr.isatty() else None
         self._clock = clock
-        self._interval = interval
-        self._last = float("-inf")
+        self._last = clock()
 
     def show(self, summary: ReplaySummary) -> None:
-        now = self._clock()
-        if now - self._last < self._interval:
-            return
-        self._last = now
-        self._stream.write(
-            f"\rrows {summary.rows}  sent {summary.sent}  rejected {summary.rejected}  "
-            f"retried {summary.retried}  {summary.records_per_second:.0f} records/s "
-        )
-        self._stream.flush()
+        if self._bar:
+            self._bar.show(summary.rows, self._note(summary))
+        elif self._clock() - self._last >= LINE_INTERVAL_SECONDS:
+            self._last = self._clock()
+            log.info("replay.progress", rows=summary.rows, sent=summary.sent, rejected=summary.rejected,
+                     records_per_second=round(summary.records_per_second))
 
     def close(self, summary: ReplaySummary) -> None:
-        self._last = float("-inf")
-        self.show(summary)
-        self._stream.write("\n")
-        self._stream.flush()
+        if self._bar:
+            self._bar.close(summary.rows, self._note(summary))
+
+    @staticmethod
+    def _note(summary: ReplaySummary) -> str:
+        return f"sent {summary.sent:,}  rejected {summary.rejected:,}  retried {summary.retried:,}"
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

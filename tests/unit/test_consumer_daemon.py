@@ -83,3 +83,73 @@ def test_a_processor_whose_supervisor_is_gone_logs_to_stderr_without_hanging(tmp
     os.mkfifo(pipe)
     monkeypatch.setenv(LOG_PIPE_ENV, str(pipe))
     assert log_stream() is sys.stderr
+
+
+# A stand-in for a JVM signalled before its handlers are in: the first
+# SIGTERM is lost, the second ends it; with "never", no SIGTERM ends it.
+_DEAF_CHILD = """
+import signal, sys, time
+lost = []
+def on_term(signum, frame):
+    if sys.argv[1] == "never" or not lost:
+        lost.append(signum)
+        return
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def _deaf_child(mode):
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", _DEAF_CHILD, mode], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    return child
+
+
+def test_a_stop_the_daemon_missed_is_sent_again():
+    import signal
+    import threading
+
+    from consumer.daemon import wait_for_exit
+
+    child = _deaf_child("once")
+    stopping = threading.Event()
+    stopping.set()
+    child.send_signal(signal.SIGTERM)  # lost, as the JVM loses it in its first moments
+    assert wait_for_exit(child, stopping, grace_seconds=10, resend_seconds=0.2) == 0
+
+
+def test_a_daemon_that_will_not_stop_is_killed_after_the_grace():
+    import signal
+    import threading
+    import time
+
+    from consumer.daemon import wait_for_exit
+
+    child = _deaf_child("never")
+    stopping = threading.Event()
+    stopping.set()
+    started = time.monotonic()
+    assert wait_for_exit(child, stopping, grace_seconds=0.5, resend_seconds=0.1) == -signal.SIGKILL
+    assert time.monotonic() - started < 5
+
+
+def test_no_stop_asked_no_signal_sent():
+    import threading
+
+    from consumer.daemon import wait_for_exit
+
+    child = _deaf_child("never")
+    stopping = threading.Event()
+    waiter = threading.Thread(target=lambda: wait_for_exit(child, stopping, resend_seconds=0.05), daemon=True)
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive() and child.poll() is None
+    child.kill()
+    waiter.join(5)
+    assert not waiter.is_alive()
