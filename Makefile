@@ -6,10 +6,11 @@ CSV    ?= data/TestSample.csv
 CHART  ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install system demo report bench test test-unit chaos up down env clean wheels container-base container-test constraints
+.PHONY: help install system demo demo-full report bench test test-unit chaos up down env clean wheels container-base container-test constraints
 
 help:
 	@echo "make demo [CSV=path]   run the pipeline end to end on the local stack"
+	@echo "make demo-full         the demo on a full-size (541,909-row) file shaped like the real one (~10 min)"
 	@echo "make report [CHART=x.png] the sample through the pipeline, then the reporting views"
 	@echo "make bench             throughput, CPU, memory and latency against the naive way (a few minutes)"
 	@echo "make test              unit, integration and end-to-end tests"
@@ -40,6 +41,14 @@ system:
 
 demo: install system
 	$(PY) -m local_stack.demo --csv $(CSV)
+
+# The data set's full size, where the real file cannot be downloaded: a
+# stand-in of 541,909 rows with its quirks (bench/full_dataset.py), then the demo.
+FULL_CSV ?= .local/datasets/online-retail-full.csv
+$(FULL_CSV): bench/full_dataset.py | $(VENV)/.installed
+	$(PY) -m bench.full_dataset $@
+demo-full: install system $(FULL_CSV)
+	$(PY) -m local_stack.demo --csv $(FULL_CSV)
 
 # The reporting views of a throwaway stack loaded with $(CSV); CHART=path.png
 # also draws revenue by day.

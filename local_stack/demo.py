@@ -50,11 +50,13 @@ class SourceFigures:
     valid: int
     quantity_sum: int
     amount_sum: Decimal  # quantity x unit price over the valid rows
+    keys: frozenset[tuple[str, str]]  # (invoice_no, event_id) of the valid rows: DynamoDB is asked for them
 
 
 def source_figures(path: Path) -> SourceFigures:
     rows = valid = quantity = 0
     amount = Decimal(0)
+    keys = set()
     for line, fields in read_rows(path):
         rows += 1
         try:
@@ -64,7 +66,8 @@ def source_figures(path: Path) -> SourceFigures:
         valid += 1
         quantity += record.quantity
         amount += record.quantity * record.unit_price
-    return SourceFigures(rows, valid, quantity, amount)
+        keys.add((record.invoice_no, record.event_id))
+    return SourceFigures(rows, valid, quantity, amount, frozenset(keys))
 
 
 def count_source_rows(path: Path) -> int:
@@ -117,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"consumer stopped (status {consumer.returncode})")
 
         say("counting every store (once, at the end)")
-        found = census.take(settings)
-        quantity_sum, amount_sum = census.warehouse_totals(settings)
         source = source_figures(csv)
+        found = census.take(settings, source.keys)
+        quantity_sum, amount_sum = census.warehouse_totals(settings)
         result = {
             "source_rows": source.rows,
             "rejected": count_lines(rejects),
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     valid = source.valid
     ok = (
         result["rejected"] == source.rows - valid
-        and result["dynamodb_items"] == valid
+        and result["dynamodb_items"] == result["dynamodb_table_items"] == valid
         and result["redshift_rows"] == result["redshift_distinct_events"] == valid
         and result["s3_distinct_events"] == valid
         and result["kinesis_records"] == expected
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"rejected by producer  {result['rejected']:>12,}   (see {rejects})")
     say(f"records in Kinesis    {result['kinesis_records']:>12,}   "
         f"sent at {result['producer_records_per_s']:,} records/s")
-    say(f"items in DynamoDB     {result['dynamodb_items']:>12,}")
+    say(f"items in DynamoDB     {result['dynamodb_items']:>12,}   "
+        f"of the file's rows ({result['dynamodb_table_items']:,} in the table)")
     say(f"S3 raw zone           {result['s3_records']:>12,}   records in {result['s3_objects']:,} objects")
     say(f"rows in the warehouse {result['redshift_rows']:>12,}   ({result['redshift_distinct_events']:,} distinct)")
     say(f"  quantity            {result['warehouse_quantity_sum']:>12,}   file: {result['source_quantity_sum']:,}")

@@ -4,12 +4,16 @@ then, never a carriage return."""
 
 from __future__ import annotations
 
+import collections
 import time
 from typing import Callable, TextIO
 
 BAR_WIDTH = 24
 TERMINAL_INTERVAL_SECONDS = 0.5
 LINE_INTERVAL_SECONDS = 10.0
+# The rate shown is over this last stretch: a slow start (a JVM starting,
+# the first batch filling) must not make the time left wrong all run long.
+RATE_WINDOW_SECONDS = 60.0
 
 
 def clock_text(seconds: float) -> str:
@@ -20,10 +24,12 @@ def clock_text(seconds: float) -> str:
 
 
 def progress_text(label: str, done: int, total: int, seconds: float, unit: str = "rows",
-                  note: str = "", bar: bool = True) -> str:
-    """One line: label, bar, share, counts, rate over the whole run and the
-    time left at that rate. `total` of 0 means not known. Pure."""
-    rate = done / seconds if seconds > 0 else 0.0
+                  note: str = "", bar: bool = True, rate: float | None = None) -> str:
+    """One line: label, bar, share, counts, the rate (default: over the whole
+    run, `seconds`) and the time left at that rate; once done, the time it
+    took. `total` of 0 means not known. Pure."""
+    if rate is None or done >= total > 0:
+        rate = done / seconds if seconds > 0 else 0.0
     parts = [label]
     if total > 0:
         share = min(done / total, 1.0)
@@ -61,14 +67,20 @@ class Progress:
         self._interval = TERMINAL_INTERVAL_SECONDS if self._terminal else line_interval
         self._last = float("-inf")
         self._width = 0
+        self._samples: collections.deque[tuple[float, int]] = collections.deque([(self._started, 0)])
 
     def show(self, done: int, note: str = "", *, force: bool = False) -> None:
         now = self._clock()
+        self._samples.append((now, done))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_SECONDS:
+            self._samples.popleft()
         if not force and now - self._last < self._interval:
             return
         self._last = now
+        then, done_then = self._samples[0]
+        rate = (done - done_then) / (now - then) if now > then else None
         text = progress_text(self._label, done, self.total, now - self._started, self._unit, note,
-                             bar=self._terminal)
+                             bar=self._terminal, rate=rate)
         if self._terminal:
             # Pad over what a longer line before left behind.
             self._stream.write("\r" + text.ljust(self._width))
