@@ -44,7 +44,7 @@ demo: install system
 
 # The data set's full size, where the real file cannot be downloaded: a
 # stand-in of 541,909 rows with its quirks (bench/full_dataset.py), then the demo.
-FULL_CSV ?= .local/datasets/online-retail-full.csv
+FULL_CSV := .local/datasets/online-retail-full.csv
 $(FULL_CSV): bench/full_dataset.py | $(VENV)/.installed
 	$(PY) -m bench.full_dataset $@
 demo-full: install system $(FULL_CSV)
