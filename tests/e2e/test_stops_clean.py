@@ -78,7 +78,7 @@ def wait_for(tag: str, marker: str, command: subprocess.Popen) -> None:
 class Case:
     name: str
     argv: list[str]
-    marker: str  # the process whose start means "mid-run" (a record processor: leases taken)
+    marker: str  # the process whose start means "mid-run" (a record processor: a lease taken)
     folder: str  # the command's stack, under LOCAL_STACK_DIR
     ctrl_c: bool = False  # SIGINT to the whole process group, as a terminal sends it; else SIGTERM to the command
 
@@ -90,10 +90,13 @@ class Case:
 MAKE = ["make", "--no-print-directory"]
 CASES = [
     Case("make demo", [*MAKE, "demo"], "consumer.record_processor", "demo"),
-    Case("make demo, Ctrl-C", [*MAKE, "demo"], "consumer.record_processor", "demo", ctrl_c=True),
-    Case("make report", [*MAKE, "report"], "consumer.record_processor", "report"),
+    # Just as the JVM starts: the moment a stop used to be lost (consumer/daemon.py).
+    Case("make demo, Ctrl-C", [*MAKE, "demo"], "MultiLangDaemon", "demo", ctrl_c=True),
+    Case("make report", [*MAKE, "report"], "MultiLangDaemon", "report"),
+    # Stopped while its producer replays: its consumer runs through the same
+    # consumer_running as the demo's, stopped mid-drain above.
     Case("make bench", [*MAKE, "bench", "BENCH_ARGS=--rows 3000 --naive-rows 200 --latency-seconds 5"],
-         "consumer.record_processor", "bench"),
+         "-m producer", "bench"),
     # `up` leaves the stack running once it is up: stopped while it comes up.
     Case("python -m local_stack up", [PY, "-m", "local_stack", "up"], "local_stack.emulator", "."),
 ]
