@@ -67,6 +67,8 @@ class ShardPipeline:
         self, records: Sequence[StreamRecord], checkpointer: Checkpointer, millis_behind_latest: int | None = None
     ) -> None:
         """Buffer records, flushing and checkpointing whenever the policy says so.
+        Once a checkpoint finds the lease lost, nothing more of this call, or
+        of any later one, is written.
 
         Blocks while sinks are retried; raises FlushFailed or CheckpointFailed.
         """
@@ -80,6 +82,8 @@ class ShardPipeline:
             self.buffer.add(record, now)
             if self.buffer.flush_due(now):
                 self.flush(checkpointer)
+                if self.lease_lost:
+                    return  # another worker owns the shard: no more of this call reaches a sink
         if self.buffer.flush_due(self._clock()):
             self.flush(checkpointer)
         self.metrics.buffered(len(self.buffer))

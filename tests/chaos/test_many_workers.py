@@ -105,6 +105,12 @@ def test_a_frozen_worker_wakes_as_a_zombie(rig):
     late = [e for e in zombie.events("checkpointed")
             if e["shard_id"] == shard and frozen_at < e["timestamp"] < regained]
     assert late == []
+    # And once it has found the lease lost, it writes nothing more of the shard.
+    refused = min((e["timestamp"] for e in zombie.events("lease_lost")
+                   if e["shard_id"] == shard and e["timestamp"] > frozen_at), default=regained)
+    written_after = [e for e in zombie.events("batch_written")
+                     if e["shard_id"] == shard and refused < e["timestamp"] < regained]
+    assert written_after == []
 
 
 def test_a_worker_killed_inside_an_aggregate_and_another_finishes_the_shard(rig):

@@ -1,7 +1,7 @@
 import pytest
 
 from consumer.buffer import FlushPolicy, ShardBuffer
-from consumer.checkpoints import CheckpointFailed, CheckpointThrottled
+from consumer.checkpoints import CheckpointFailed, CheckpointThrottled, LeaseLost
 from consumer.pipeline import FlushFailed, RetryPolicy, ShardPipeline
 from tests.unit.consumer_fakes import (
     LosingCheckpointer,
@@ -119,6 +119,36 @@ def test_checkpoint_refused_with_shutdown_means_lease_lost():
     assert pipeline.lease_lost
     pipeline.receive([stream_record(2)], RecordingCheckpointer())
     assert len(sinks[0].batches) == 1  # nothing written after the lease was lost
+
+
+class LosesTheLeaseAt(RecordingCheckpointer):
+    """Checkpoints until its `flush`-th call, which finds the lease taken."""
+
+    def __init__(self, flush: int, log: list) -> None:
+        super().__init__(log)
+        self.flush = flush
+        self.calls = 0
+
+    def checkpoint(self, sequence_number, sub_sequence_number) -> None:
+        self.calls += 1
+        if self.calls == self.flush:
+            raise LeaseLost("ShutdownException")
+        super().checkpoint(sequence_number, sub_sequence_number)
+
+
+@pytest.mark.parametrize("lost_at", [1, 3, 5])  # the first, a middle and the last flush of the call
+def test_after_a_lost_lease_no_record_of_the_call_or_a_later_one_reaches_a_sink(lost_at):
+    pipeline, _, log, sinks = make(max_records=2)
+    cp = LosesTheLeaseAt(lost_at, log)
+    pipeline.receive([stream_record(i) for i in range(1, 11)], cp)  # 5 flushes' worth
+    written = [entry for entry in log if entry.startswith("dynamodb:")]
+    assert written == [f"dynamodb:{2 * n}" for n in range(1, lost_at + 1)]  # up to the refused one
+    assert cp.positions == [str(2 * n) for n in range(1, lost_at)]
+    assert pipeline.lease_lost and len(pipeline.buffer) == 0
+    pipeline.receive([stream_record(i) for i in range(11, 15)], RecordingCheckpointer(log))
+    pipeline.finish(RecordingCheckpointer(log), shard_end=True)
+    assert [entry for entry in log if entry.startswith("dynamodb:")] == written
+    assert len(sinks[1].batches) == lost_at
 
 
 def test_throttled_checkpoint_is_retried_then_gives_up():
