@@ -226,22 +226,27 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
     ).start()
     log.info("daemon_starting", worker_id=worker_id, stream=settings.stream_name, command=command,
              metrics_port=server.port)
+    stopping = threading.Event()
+    launched: list[subprocess.Popen] = []
+
+    def forward(signum, _frame):
+        log.info("daemon_stopping", signal=signal.Signals(signum).name)
+        stopping.set()
+        for daemon in launched:
+            if daemon.poll() is None:
+                daemon.send_signal(signal.SIGTERM)
+
+    # In place before the daemon starts: a stop that comes while it is being
+    # started is not lost (wait_for_exit sends it on once the daemon runs).
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
     # Own session: a terminal's Ctrl-C reaches the daemon only through us, once.
     daemon = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         preexec_fn=functools.partial(die_with_parent, os.getpid()),
     )
+    launched.append(daemon)
     health.follow(daemon)
-    stopping = threading.Event()
-
-    def forward(signum, _frame):
-        log.info("daemon_stopping", signal=signal.Signals(signum).name)
-        stopping.set()
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     try:
         status = wait_for_exit(daemon, stopping)
     finally:
@@ -261,7 +266,11 @@ def wait_for_exit(daemon: subprocess.Popen, stopping: threading.Event,
     handlers are in, drops the signal and runs on (measured: a Ctrl-C 60 ms
     after the start left the worker running). Once its shutdown hooks run,
     repeats change nothing. SIGKILL after `grace_seconds`, still inside ECS's
-    stop timeout, so this process ends by itself and says so."""
+    stop timeout, so this process ends by itself and says so. A wait with a
+    timeout, not a blocking one: a signal the kernel hands to one of our
+    other threads does not interrupt a blocking waitpid, so `forward` would
+    not run until the daemon had exited by itself (measured: a worker left
+    running 60 s after Ctrl-C)."""
     asked = None
     while True:
         try:
