@@ -176,43 +176,38 @@ def s3_lines(settings: Settings, prefix: str) -> tuple[int, list[bytes]]:
     return objects, lines
 
 
-def _warehouse_one(settings: Settings, query: sql.Composable, table: str | None = None) -> tuple:
-    """The one row `query` yields, {} in it naming `table` (default the target table)."""
+def _warehouse_query(settings: Settings, query: sql.Composable, table: str | None = None) -> list[tuple]:
+    """The rows `query` yields, {} in it naming `table` (default the target table)."""
     name = sql.Identifier(settings.warehouse_schema, table or settings.warehouse_table)
     with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
         cur.execute(query.format(name))
-        row = cur.fetchone()
+        rows = cur.fetchall()
     conn.close()
-    return row
+    return rows
 
 
 def warehouse_rows(settings: Settings) -> tuple[int, int]:
     """(rows, distinct event ids) in the warehouse table."""
-    return _warehouse_one(settings, sql.SQL("SELECT count(*), count(DISTINCT event_id) FROM {}"))
+    return _warehouse_query(settings, sql.SQL("SELECT count(*), count(DISTINCT event_id) FROM {}"))[0]
 
 
 def warehouse_keys(settings: Settings) -> set[tuple[str, str]]:
     """(invoice_no, event_id) of every warehouse row."""
-    name = sql.Identifier(settings.warehouse_schema, settings.warehouse_table)
-    with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT invoice_no, event_id FROM {}").format(name))
-        found = set(cur)
-    conn.close()
-    return found
+    return set(_warehouse_query(settings, sql.SQL("SELECT invoice_no, event_id FROM {}")))
 
 
 def warehouse_totals(settings: Settings) -> tuple[str, str]:
     """(sum of quantity, sum of quantity x unit price) over the warehouse
     table, as exact decimal strings: what a user checks against the file."""
-    quantity, amount = _warehouse_one(
-        settings, sql.SQL("SELECT coalesce(sum(quantity), 0), coalesce(sum(quantity * unit_price), 0) FROM {}"))
+    quantity, amount = _warehouse_query(
+        settings, sql.SQL("SELECT coalesce(sum(quantity), 0), coalesce(sum(quantity * unit_price), 0) FROM {}"))[0]
     return str(quantity), str(amount)
 
 
 def warehouse_loaded(settings: Settings) -> int:
     """Rows inserted by every load, from the load ledger: a row per batch,
     so cheap to read at any table size (progress, not a census)."""
-    return _warehouse_one(settings, sql.SQL("SELECT coalesce(sum(rows_inserted), 0) FROM {}"), "load_ledger")[0]
+    return _warehouse_query(settings, sql.SQL("SELECT coalesce(sum(rows_inserted), 0) FROM {}"), "load_ledger")[0][0]
 
 
 def take(settings: Settings, keys: Iterable[tuple[str, str]] | None = None) -> Census:

@@ -71,12 +71,13 @@ class Progress:
 
     def show(self, done: int, note: str = "", *, force: bool = False) -> None:
         now = self._clock()
-        self._samples.append((now, done))
-        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_SECONDS:
-            self._samples.popleft()
         if not force and now - self._last < self._interval:
             return
         self._last = now
+        # A sample per line drawn is enough for the window's rate.
+        self._samples.append((now, done))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_SECONDS:
+            self._samples.popleft()
         then, done_then = self._samples[0]
         rate = (done - done_then) / (now - then) if now > then else None
         text = progress_text(self._label, done, self.total, now - self._started, self._unit, note,
