@@ -13,6 +13,7 @@ that cannot be bound.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from typing import Sequence
@@ -21,7 +22,7 @@ import structlog
 import uvicorn
 
 from api.app import create_app
-from producer.kinesis_writer import KinesisWriter
+from producer.kinesis_writer import PUT_RECORDS_BACKOFF, KinesisWriter
 from retail_stream import aws, logs
 from retail_stream.settings import Settings, SettingsError
 
@@ -30,9 +31,6 @@ log = structlog.get_logger(__name__)
 EXIT_OK, EXIT_USAGE = 0, 2
 # Requests in flight get this long after SIGTERM (ECS waits 30 s by default).
 GRACEFUL_SHUTDOWN_SECONDS = 20
-# A request waits at most this long on a refusing stream before answering 503:
-# fewer attempts than the replay's, as a client is waiting.
-PUT_RECORDS_ATTEMPTS = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"retail-api: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logs.configure(settings.log_level, log_format=settings.log_format, service="api")
-    writer = KinesisWriter(aws.client("kinesis", settings, validate=False), settings.stream_name, max_attempts=PUT_RECORDS_ATTEMPTS)
+    # A request waits on a refusing stream fewer attempts than the replay does: a client is waiting.
+    writer = KinesisWriter(aws.client("kinesis", settings, validate=False), settings.stream_name,
+                           backoff=dataclasses.replace(PUT_RECORDS_BACKOFF, attempts=settings.api_put_records_attempts))
     app = create_app(settings, writer, aws.client("dynamodb", settings))
     host = args.host or settings.api_host
     port = settings.api_port if args.port is None else args.port

@@ -12,6 +12,7 @@ calls, so what is measured is the processor's own work.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import itertools
 import json
@@ -24,14 +25,12 @@ from typing import Iterable, Iterator
 
 import msgspec
 
-from consumer.buffer import FlushPolicy, ShardBuffer
+from prometheus_client import CollectorRegistry
+
+from consumer.metrics import ConsumerMetrics
 from consumer.pipeline import ShardPipeline
 from consumer.record_processor import RecordProcessor, kcl_process
-from consumer.sinks.dead_letters import DeadLetterSink
-from consumer.sinks.dynamodb import DynamoDBSink
-from consumer.sinks.raw_zone import RawZoneSink
-from consumer.sinks.warehouse import LocalCopy, RedshiftCopy, Target, WarehouseSink, jsonpaths_fields
-from consumer.wiring import jsonpaths_document
+from consumer.wiring import Clients, build_pipeline, build_sinks
 from retail_stream.schema import encode, event_id
 from retail_stream.settings import Settings
 
@@ -114,25 +113,14 @@ class Recorders:
 
 
 def recording_sinks(settings: Settings, dialect: str) -> tuple[list, Recorders]:
-    """The consumer's sinks, in wiring.build_sinks' order, over recording
+    """The consumer's sinks, wired as the service wires them, over recording
     clients. `dialect` "redshift": the COPY is one statement (Redshift reads
     the object); "postgres": the processor reads it back and makes COPY text."""
     recorders = Recorders(RecordingDynamoDB(), RecordingS3(), RecordingConnection())
-    raw_zone = RawZoneSink(recorders.s3, settings.s3_bucket, settings.s3_raw_prefix)
-    fields = jsonpaths_fields(jsonpaths_document())
-    target = Target(settings.warehouse_schema, settings.warehouse_table, fields)
-    if dialect == "redshift":
-        loader = RedshiftCopy(target, "arn:aws:iam::123456789012:role/bench", settings.jsonpaths_uri)
-    else:
-        loader = LocalCopy(target, recorders.s3, fields)
-    warehouse = WarehouseSink(lambda: recorders.warehouse, target, loader, settings.s3_bucket, raw_zone.key_for)
-    sinks = [
-        DynamoDBSink(recorders.dynamodb, settings.dynamodb_table),
-        raw_zone,
-        warehouse,
-        DeadLetterSink(recorders.s3, settings.s3_bucket, settings.s3_dead_letter_prefix),
-    ]
-    return sinks, recorders
+    settings = dataclasses.replace(settings, warehouse_dialect=dialect,
+                                   redshift_iam_role="arn:aws:iam::123456789012:role/bench")
+    clients = Clients(s3=recorders.s3, dynamodb=recorders.dynamodb, connect_warehouse=lambda: recorders.warehouse)
+    return build_sinks(settings, clients).in_order(), recorders
 
 
 class ScriptedDaemon:
@@ -205,10 +193,10 @@ def run_processor(
     as they are read (for memory: one message at a time, as from the pipe;
     the CPU time then includes making them)."""
     sinks, recorders = recording_sinks(settings, dialect)
-    policy = FlushPolicy(settings.flush_max_records, settings.flush_max_bytes, settings.flush_max_age_seconds)
 
     def build(shard_id: str) -> ShardPipeline:
-        return ShardPipeline(ShardBuffer(shard_id, policy), sinks)
+        # The service's metrics too, on a registry of the run's own.
+        return build_pipeline(settings, shard_id, sinks, ConsumerMetrics(CollectorRegistry()))
 
     lines = daemon_lines(payloads)
     daemon = ScriptedDaemon(lines if streamed else list(lines))

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consumer.batch import Batch, DeadLetter, StreamRecord
-from consumer.kpl import undecodable_reason
-from retail_stream.schema import InvalidRecord, Transaction, decode
+from retail_stream.schema import Transaction
 
 
 @dataclass(frozen=True)
@@ -23,7 +22,7 @@ class FlushPolicy:
 
 
 class ShardBuffer:
-    """Records of one shard since the last flush, valid ones decoded."""
+    """Records of one shard since the last flush, as parsed (consumer.parse)."""
 
     def __init__(self, shard_id: str, policy: FlushPolicy) -> None:
         self.shard_id = shard_id
@@ -41,12 +40,12 @@ class ShardBuffer:
     def __len__(self) -> int:
         return len(self._records) + len(self._dead)
 
-    def add(self, record: StreamRecord, now: float) -> None:
-        """Decode and keep one record; an invalid one becomes a dead letter."""
-        try:
-            self._records.append(decode(record.data))
-        except InvalidRecord as exc:
-            self._dead.append(DeadLetter(record, undecodable_reason(record.data, str(exc))))
+    def add(self, record: StreamRecord, parsed: Transaction | DeadLetter, now: float) -> None:
+        """Keep one record, as `parsed` from it, received at `now`."""
+        if isinstance(parsed, DeadLetter):
+            self._dead.append(parsed)
+        else:
+            self._records.append(parsed)
         if self._first is None:
             self._first = record
             self._started_at = now

@@ -6,12 +6,16 @@ processor to flush and checkpoint (shutdown_requested) before it exits; this
 process then exits with the daemon's status. If a shard's batch cannot be made
 durable its processor exits, the daemon exits non-zero, and the orchestrator
 (ECS, compose) restarts the worker, which resumes from the last checkpoints.
+If a sink refuses for good (access denied, a missing table), the processor
+says so in a file of ours: the worker turns unready, stops its daemon at
+once and exits EXIT_SINK_REFUSED, so a restart loop reads as a set-up error.
 """
 
 from __future__ import annotations
 
 import errno
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import structlog
 from prometheus_client import CollectorRegistry, multiprocess
@@ -33,13 +37,12 @@ from retail_stream.settings import Settings, SettingsError
 log = structlog.get_logger("consumer.daemon")
 
 MULTILANG_DAEMON = "software.amazon.kinesis.multilang.MultiLangDaemon"
-DEFAULT_METRICS_PORT = 9102
 # The scheduler's log line once leases can be taken: the worker is ready.
 READY_LINE = "Initialization complete"
-# Leaves the daemon time to flush every shard inside ECS's 30 s stop timeout.
-SHUTDOWN_GRACE_MS = 25_000
 STOP_RESEND_SECONDS = 2.0
-STOP_MARGIN_SECONDS = 3.0  # 25 + 3 s: the daemon is gone before ECS's SIGKILL at 30 s
+STOP_MARGIN_SECONDS = 3.0  # 25 + 3 s by default: the daemon is gone before ECS's SIGKILL at 30 s
+EXIT_SINK_REFUSED = 78  # EX_CONFIG (sysexits.h): restarting will not help until the set-up is fixed
+REFUSAL_GRACE_SECONDS = 5.0  # for the shards still flushing when a sink refused for good
 
 
 def jars_dir() -> Path:
@@ -70,7 +73,7 @@ def kcl_properties(settings: Settings, worker_id: str, executable: str, environ:
         "callProcessRecordsEvenForEmptyRecordList": "true",
         "failoverTimeMillis": settings.kcl_failover_time_ms,
         "shardSyncIntervalMillis": settings.kcl_shard_sync_interval_ms,
-        "shutdownGraceMillis": SHUTDOWN_GRACE_MS,
+        "shutdownGraceMillis": settings.kcl_shutdown_grace_ms,
         # KCL's CloudWatch metrics cost money; ours go to Prometheus.
         "metricsLevel": "NONE",
     }
@@ -161,19 +164,34 @@ def metrics_registry(metrics_dir: Path) -> CollectorRegistry:
     return registry
 
 
+def sink_refusal(path: Path) -> dict | None:
+    """What a record processor wrote when a sink refused for good (sink,
+    resource, error), or None."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:  # caught mid-write: refused all the same
+        return {}
+
+
 class DaemonHealth:
     """What /healthz and /readyz report: the daemon runs; it is initialized
-    (it holds leases or is waiting for them)."""
+    (it holds leases or is waiting for them) and no sink has refused for good."""
 
-    def __init__(self) -> None:
+    def __init__(self, refusal_file: Path) -> None:
         self.process: subprocess.Popen | None = None
         self.initialized = threading.Event()
+        self.refusal_file = refusal_file
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def refused(self) -> bool:
+        return self.refusal_file.exists()
+
     def ready(self) -> bool:
-        return self.alive() and self.initialized.is_set()
+        return self.alive() and self.initialized.is_set() and not self.refused()
 
     def follow(self, process: subprocess.Popen) -> None:
         """Copy the daemon's log lines to our stderr, noting when it is initialized."""
@@ -197,9 +215,9 @@ def run(settings: Settings, environ: Mapping[str, str]) -> int:
 
 
 def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> int:
-    from consumer.record_processor import LOG_PIPE_ENV
+    from consumer.record_processor import LOG_PIPE_ENV, REFUSAL_FILE_ENV
 
-    worker_id = settings.worker_id()
+    worker_id = settings.worker_id()  # once: it may ask the ECS metadata endpoint
     executable = f"{sys.executable} -u -m consumer.record_processor"
     properties_file = workdir / "consumer.properties"
     properties_file.write_text(render_properties(kcl_properties(settings, worker_id, executable, environ)))
@@ -207,19 +225,22 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
     command = java_command(settings, properties_file, environ)
     metrics_dir = workdir / "metrics"
     metrics_dir.mkdir()
+    refusal_file = workdir / "sink-refused.json"
     env = {
         **environ,
+        "KCL_WORKER_ID": worker_id,
         LOG_PIPE_ENV: str(relay_processor_logs(workdir)),
+        REFUSAL_FILE_ENV: str(refusal_file),
         # Each record processor writes its metrics here; we serve them all.
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         # Their log pipe is no terminal: they render as we do, so one stream reads alike.
         "LOG_FORMAT": "console" if logs.renders_console(settings.log_format, sys.stderr) else "json",
     }
-    health = DaemonHealth()
+    health = DaemonHealth(refusal_file)
     # Bound before the daemon starts, so a taken port fails fast and alone.
     server = MetricsServer(
         settings.metrics_host,
-        settings.metrics_port_or(DEFAULT_METRICS_PORT),
+        settings.metrics_port_for("consumer"),
         metrics_path=settings.metrics_path,
         registry=lambda: metrics_registry(metrics_dir),
         checks={"/healthz": health.alive, "/readyz": health.ready},
@@ -247,26 +268,42 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
     )
     launched.append(daemon)
     health.follow(daemon)
+
+    full_grace = settings.kcl_shutdown_grace_ms / 1000 + STOP_MARGIN_SECONDS
+
+    def stop_grace() -> float | None:
+        """Seconds the daemon has to exit once a stop is asked; None while it is not."""
+        if health.refused():
+            if not stopping.is_set():
+                log.error("daemon_stopping", reason="a sink refused for good", **(sink_refusal(refusal_file) or {}))
+                stopping.set()
+            # Its processors have exited, and the daemon would wait out the
+            # whole grace for them; nothing is lost by not waiting.
+            return REFUSAL_GRACE_SECONDS
+        return full_grace if stopping.is_set() else None
+
     try:
-        status = wait_for_exit(daemon, stopping)
+        status = wait_for_exit(daemon, stop_grace)
     finally:
         server.stop()
     log.info("daemon_exited", status=status)
+    if health.refused():
+        return EXIT_SINK_REFUSED
     # The JVM exits 143 after a SIGTERM even when its shutdown was clean.
     if stopping.is_set() and status in (0, 128 + signal.SIGTERM):
         return 0
     return status if status >= 0 else 128 - status
 
 
-def wait_for_exit(daemon: subprocess.Popen, stopping: threading.Event,
-                  grace_seconds: float = SHUTDOWN_GRACE_MS / 1000 + STOP_MARGIN_SECONDS,
+def wait_for_exit(daemon: subprocess.Popen, stop_grace: Callable[[], float | None],
                   resend_seconds: float = STOP_RESEND_SECONDS) -> int:
-    """The daemon's exit status. Once a stop is asked, SIGTERM again every
+    """The daemon's exit status. Once `stop_grace()` gives the seconds it has
+    (a stop was asked), SIGTERM every
     `resend_seconds`: a JVM signalled in its first moments, before its own
     handlers are in, drops the signal and runs on (measured: a Ctrl-C 60 ms
     after the start left the worker running). Once its shutdown hooks run,
-    repeats change nothing. SIGKILL after `grace_seconds`, still inside ECS's
-    stop timeout, so this process ends by itself and says so. A wait with a
+    repeats change nothing. SIGKILL once those seconds are over, still inside
+    ECS's stop timeout, so this process ends by itself and says so. A wait with a
     timeout, not a blocking one: a signal the kernel hands to one of our
     other threads does not interrupt a blocking waitpid, so `forward` would
     not run until the daemon had exited by itself (measured: a worker left
@@ -277,10 +314,11 @@ def wait_for_exit(daemon: subprocess.Popen, stopping: threading.Event,
             return daemon.wait(timeout=resend_seconds)
         except subprocess.TimeoutExpired:
             pass
-        if not stopping.is_set():
+        grace = stop_grace()
+        if grace is None:
             continue
         asked = asked or time.monotonic()
-        if time.monotonic() - asked > grace_seconds:
+        if time.monotonic() - asked > grace:
             log.warning("daemon_killed", after_seconds=round(time.monotonic() - asked, 1))
             daemon.kill()
         else:
@@ -299,6 +337,6 @@ def main() -> None:
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
-        print(f"consumer: metrics port {settings.metrics_port_or(DEFAULT_METRICS_PORT)} is in use "
+        print(f"consumer: metrics port {settings.metrics_port_for('consumer')} is in use "
               "(set METRICS_PORT)", file=sys.stderr)
         sys.exit(2)

@@ -27,6 +27,7 @@ class PipelineMetrics(Protocol):
     def buffered(self, count: int) -> None: ...
     def sink_written(self, sink: str, count: int, seconds: float) -> None: ...
     def sink_failed(self, sink: str, error: str) -> None: ...
+    def sink_refused(self, sink: str, error: str) -> None: ...
     def flushed(self, records: int, dead_letters: dict[str, int]) -> None: ...
     def checkpointed(self, records: int) -> None: ...
     def checkpoint_failed(self, error: str) -> None: ...
@@ -83,6 +84,10 @@ class ConsumerMetrics:
         # Which sink is failing, and how? Failed write attempts (each is retried).
         self.sink_errors = Counter(
             f"{PREFIX}_sink_errors", "Failed sink writes, by sink and error", ["sink", "error"], **kw)
+        # Did a sink refuse for good (access denied, a missing table)? The worker stopped.
+        self.sink_refusals = Counter(
+            f"{PREFIX}_sink_refusals", "Sink errors no retry fixes, which stop the worker, by sink and error",
+            ["sink", "error"], **kw)
         # Is progress being recorded? Checkpoints accepted by the KCL.
         self.checkpoints = Counter(f"{PREFIX}_checkpoints", "Checkpoints accepted", **kw)
         self.checkpoint_failures = Counter(
@@ -127,6 +132,9 @@ class ShardMetrics:
 
     def sink_failed(self, sink: str, error: str) -> None:
         self._m.sink_errors.labels(sink, error).inc()
+
+    def sink_refused(self, sink: str, error: str) -> None:
+        self._m.sink_refusals.labels(sink, error).inc()
 
     def flushed(self, records: int, dead_letters: dict[str, int]) -> None:
         self._m.batches_flushed.inc()

@@ -1,25 +1,26 @@
-"""One shard's flow: stream records -> buffer -> batch -> every sink -> checkpoint.
+"""One shard's flow: receive -> parse -> buffer -> flush -> every sink -> checkpoint.
 
 The order that makes "nothing lost" hold lives here: a batch is written to
-each sink in turn (retried while the sink is failing), and only when all of
-them hold it is its last sequence number checkpointed.
+each sink in turn (retried while the sink is failing, given up at once when
+it refuses for good), and only when all of them hold it is its last position
+checkpointed. Once a checkpoint finds the lease gone, nothing more is written.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import structlog
 
 from consumer.batch import Batch, StreamRecord
 from consumer.buffer import ShardBuffer
-from consumer.checkpoints import CheckpointFailed, Checkpointer, LeaseLost, checkpoint
+from consumer.checkpoints import CHECKPOINT_BACKOFF, CheckpointFailed, Checkpointer, LeaseLost, checkpoint
 from consumer.metrics import NoMetrics, PipelineMetrics, dead_letter_kind
+from consumer.parse import parse
 from consumer.sinks import Sink, SinkError
+from retail_stream.retries import Backoff
 
 log = structlog.get_logger("consumer.pipeline")
 
@@ -29,16 +30,18 @@ class FlushFailed(Exception):
     and must not be checkpointed. The shard restarts from its last checkpoint."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retry a failing sink with jittered exponential backoff until `deadline_seconds`."""
+class SinkRefused(Exception):
+    """A sink refused the batch for a reason no retry fixes (access denied, a
+    missing table or bucket): the worker must stop and say so."""
 
-    deadline_seconds: float = 300.0
-    base_delay: float = 0.5
-    max_delay: float = 20.0
+    def __init__(self, error: SinkError) -> None:
+        super().__init__(str(error))
+        self.sink, self.resource, self.code = error.sink, error.resource, error.code
 
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+# A failing sink: waits from up to 0.5 s doubling to 20 s, full jitter, for
+# FLUSH_RETRY_SECONDS (the deadline the wiring sets).
+SINK_BACKOFF = Backoff(base=0.5, cap=20.0, deadline=300.0)
 
 
 class ShardPipeline:
@@ -46,7 +49,8 @@ class ShardPipeline:
         self,
         buffer: ShardBuffer,
         sinks: Sequence[Sink],
-        retry: RetryPolicy = RetryPolicy(),
+        retry: Backoff = SINK_BACKOFF,
+        checkpoint_retry: Backoff = CHECKPOINT_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         metrics: PipelineMetrics = NoMetrics(),
@@ -55,6 +59,7 @@ class ShardPipeline:
         self.metrics = metrics
         self.sinks = tuple(sinks)
         self.retry = retry
+        self.checkpoint_retry = checkpoint_retry
         self._clock = clock
         self._sleep = sleep
         self.lease_lost = False
@@ -70,7 +75,8 @@ class ShardPipeline:
         Once a checkpoint finds the lease lost, nothing more of this call, or
         of any later one, is written.
 
-        Blocks while sinks are retried; raises FlushFailed or CheckpointFailed.
+        Blocks while sinks are retried; raises FlushFailed, SinkRefused or
+        CheckpointFailed.
         """
         if self.lease_lost:
             return
@@ -79,7 +85,7 @@ class ShardPipeline:
             self.metrics.lag(millis_behind_latest)
         now = self._clock()
         for record in records:
-            self.buffer.add(record, now)
+            self.buffer.add(record, parse(record), now)
             if self.buffer.flush_due(now):
                 self.flush(checkpointer)
                 if self.lease_lost:
@@ -88,19 +94,18 @@ class ShardPipeline:
             self.flush(checkpointer)
         self.metrics.buffered(len(self.buffer))
 
-    def flush(self, checkpointer: Checkpointer) -> Batch | None:
+    def flush(self, checkpointer: Checkpointer) -> None:
         """Write what is buffered to every sink, then checkpoint its last record."""
         batch = self.buffer.take()
         if batch is None:
-            return None
+            return
         self.write(batch)
         self.metrics.flushed(len(batch.records), Counter(dead_letter_kind(d.reason) for d in batch.dead_letters))
         if not self._checkpoint(checkpointer, batch.last.sequence, batch.last.sub):
-            return batch
+            return
         self.metrics.checkpointed(len(batch.records) + len(batch.dead_letters))
         log.info("checkpointed", shard_id=self.shard_id, sequence=batch.last.sequence,
                  sub_sequence=batch.last.sub)
-        return batch
 
     def finish(self, checkpointer: Checkpointer, *, shard_end: bool) -> None:
         """Shutdown requested or shard ended: flush, then checkpoint.
@@ -118,7 +123,7 @@ class ShardPipeline:
     def _checkpoint(self, checkpointer: Checkpointer, sequence: str | None, sub: int | None) -> bool:
         """Checkpoint; False when the lease turned out to be lost."""
         try:
-            checkpoint(checkpointer, sequence, sub, sleep=self._sleep,
+            checkpoint(checkpointer, sequence, sub, backoff=self.checkpoint_retry, sleep=self._sleep,
                        on_throttle=lambda: self.metrics.checkpoint_failed("ThrottlingException"))
         except LeaseLost:
             self.metrics.checkpoint_failed("ShutdownException")
@@ -140,7 +145,8 @@ class ShardPipeline:
         log.warning("lease_lost", shard_id=self.shard_id, dropped_records=dropped)
 
     def write(self, batch: Batch) -> None:
-        """Make the batch durable in every sink, in order, or raise FlushFailed."""
+        """Make the batch durable in every sink, in order, or raise FlushFailed
+        (still failing at the deadline) or SinkRefused (refused for good)."""
         started = self._clock()
         durations = {}
         for sink in self.sinks:
@@ -160,20 +166,24 @@ class ShardPipeline:
 
     def _write_with_retry(self, sink: Sink, batch: Batch, started: float) -> float:
         """Write until the sink succeeds; returns the successful attempt's seconds."""
-        attempt = 0
+        tries = 0
         while True:
             attempt_started = self._clock()
             try:
                 written = sink.write(batch)
             except SinkError as exc:
-                self.metrics.sink_failed(sink.name, exc.kind)
-                if self._clock() - started >= self.retry.deadline_seconds:
-                    raise FlushFailed(f"{exc} (gave up after {attempt + 1} attempts)") from exc
-                delay = self.retry.delay(attempt)
-                log.warning("sink_retry", shard_id=batch.shard_id, sink=sink.name, attempt=attempt + 1,
+                tries += 1
+                self.metrics.sink_failed(sink.name, exc.code)
+                if exc.permanent:
+                    self.metrics.sink_refused(sink.name, exc.code)
+                    raise SinkRefused(exc) from exc
+                delay = self.retry.delay(tries)
+                # Given up before a wait that would end past the deadline.
+                if not self.retry.allows(tries, self._clock() - started + delay):
+                    raise FlushFailed(f"{exc} (gave up after {tries} attempts)") from exc
+                log.warning("sink_retry", shard_id=batch.shard_id, sink=sink.name, attempt=tries,
                             delay=round(delay, 3), error=str(exc))
                 self._sleep(delay)
-                attempt += 1
                 continue
             seconds = self._clock() - attempt_started
             self.metrics.sink_written(sink.name, written, seconds)

@@ -8,6 +8,7 @@ to stdout: it is the protocol channel.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -21,9 +22,11 @@ from amazon_kclpy.v3 import processor
 
 from consumer.batch import StreamRecord
 from consumer.checkpoints import CheckpointFailed, CheckpointThrottled, LeaseLost
-from consumer.pipeline import ShardPipeline
+from consumer.pipeline import ShardPipeline, SinkRefused
 
 LOG_PIPE_ENV = "CONSUMER_LOG_PIPE"
+# Where a processor says that a sink refused for good, for the supervisor (consumer.daemon).
+REFUSAL_FILE_ENV = "CONSUMER_REFUSAL_FILE"
 
 log = structlog.get_logger("consumer.record_processor")
 
@@ -31,6 +34,7 @@ log = structlog.get_logger("consumer.record_processor")
 # action as done; only SystemExit gets through. A batch that could not be made
 # durable must end this process, so the shard restarts from its checkpoint.
 EXIT_NOT_DURABLE = 3
+EXIT_SINK_REFUSED = 4
 
 
 class KclCheckpointer:
@@ -152,9 +156,25 @@ class RecordProcessor(processor.RecordProcessorBase):
     def _guard(action, *args, **kwargs):
         try:
             return action(*args, **kwargs)
+        except SinkRefused as exc:
+            # One line that says what to fix; no traceback, it would say nothing more.
+            log.error("sink_refused", sink=exc.sink, resource=exc.resource, error=exc.code, message=str(exc),
+                      action="the worker stops: fix the access or the resource, then start it again")
+            report_refusal(exc, os.environ.get(REFUSAL_FILE_ENV))
+            raise SystemExit(EXIT_SINK_REFUSED) from None
         except Exception:
             log.exception("shard_processor_failed")
             raise SystemExit(EXIT_NOT_DURABLE) from None
+
+
+def report_refusal(exc: SinkRefused, path: str | None) -> None:
+    """Tell the supervisor which sink refused (it then stops the worker)."""
+    if not path:
+        return
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump({"sink": exc.sink, "resource": exc.resource, "error": exc.code}, out)
+    os.replace(tmp, path)  # whole or not at all
 
 
 def log_stream():
@@ -181,16 +201,23 @@ def main() -> None:
     # to the whole process group must not kill a shard mid-batch.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from consumer.wiring import build_pipeline, load_settings
+    from consumer.metrics import ConsumerMetrics
+    from consumer.wiring import build_pipeline, build_sinks, service_clients
     from retail_stream import logs
+    from retail_stream.settings import Settings
 
     # Keep the protocol channel for KCLProcess alone; a stray print anywhere
     # (ours or a library's) lands on stderr instead of corrupting it.
     protocol_out, sys.stdout = sys.stdout, sys.stderr
-    settings = load_settings()
+    settings = Settings.from_env()  # the supervisor's, with the worker id it worked out
     logs.configure(settings.log_level, log_stream(), log_format=settings.log_format,
-                   service="consumer", worker_id=settings.worker_id())
-    process = RecordProcessor(lambda shard_id: build_pipeline(settings, shard_id))
+                   service="consumer", worker_id=settings.kcl_worker_id)
+
+    def build(shard_id: str) -> ShardPipeline:
+        sinks = build_sinks(settings, service_clients(settings)).in_order()
+        return build_pipeline(settings, shard_id, sinks, ConsumerMetrics())
+
+    process = RecordProcessor(build)
     kcl_process(process, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
 
 

@@ -1,58 +1,118 @@
-"""The composition root: clients and sinks made once from settings, passed in."""
+"""The composition root: the sinks and a shard's pipeline, made once from
+settings and the clients they are given.
+
+The service gives real clients (`service_clients`); the bench gives clients
+that record calls, the integration tests the local servers'. Nothing else
+constructs a sink with its clients.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from importlib import resources
-
-import psycopg2
+from typing import Any, Callable, Sequence
 
 from consumer.buffer import FlushPolicy, ShardBuffer
+from consumer.checkpoints import CHECKPOINT_BACKOFF
 from consumer.metrics import ConsumerMetrics, ShardMetrics
-from consumer.pipeline import RetryPolicy, ShardPipeline
+from consumer.pipeline import SINK_BACKOFF, ShardPipeline
+from consumer.sinks import Sink
 from consumer.sinks.dead_letters import DeadLetterSink
 from consumer.sinks.dynamodb import DynamoDBSink
 from consumer.sinks.raw_zone import RawZoneSink
 from consumer.sinks.warehouse import LocalCopy, RedshiftCopy, Target, WarehouseSink, jsonpaths_fields
-from retail_stream import aws
 from retail_stream.settings import Settings
 
 
-def load_settings() -> Settings:
-    return Settings.from_env()
+class WiringError(ValueError):
+    """The sinks cannot work in the order given."""
+
+
+@dataclass(frozen=True)
+class Clients:
+    """What the sinks talk to: boto3 clients (or anything with their methods)
+    and a function that opens a warehouse connection."""
+
+    s3: Any
+    dynamodb: Any
+    connect_warehouse: Callable[[], Any]
+
+
+def service_clients(settings: Settings) -> Clients:
+    """The real clients, from settings and boto3's own configuration chain."""
+    import psycopg2
+
+    from retail_stream import aws
+
+    return Clients(
+        s3=aws.client("s3", settings),
+        dynamodb=aws.client("dynamodb", settings, validate=False),
+        connect_warehouse=lambda: psycopg2.connect(settings.warehouse_dsn, connect_timeout=10),
+    )
 
 
 def jsonpaths_document() -> str:
     return resources.files("retail_stream").joinpath("sql/transactions.jsonpaths").read_text()
 
 
-def build_sinks(settings: Settings) -> list:
-    """The sinks in write order: DynamoDB, the S3 raw zone, then the warehouse
-    COPY of that raw-zone object; dead letters last."""
-    s3 = aws.client("s3", settings)
-    raw_zone = RawZoneSink(s3, settings.s3_bucket, settings.s3_raw_prefix)
+@dataclass(frozen=True)
+class Sinks:
+    """The consumer's sinks, each by name; `in_order` is the order a batch
+    goes through them."""
+
+    dynamodb: DynamoDBSink
+    raw_zone: RawZoneSink
+    warehouse: WarehouseSink
+    dead_letters: DeadLetterSink
+
+    def in_order(self) -> list[Sink]:
+        """DynamoDB, the S3 raw zone, the warehouse COPY of that raw-zone
+        object, then dead letters (checked by `ordered`)."""
+        return ordered([self.dynamodb, self.raw_zone, self.warehouse, self.dead_letters])
+
+
+def build_sinks(settings: Settings, clients: Clients) -> Sinks:
+    raw_zone = RawZoneSink(clients.s3, settings.s3_bucket, settings.s3_raw_prefix,
+                           gzip_level=settings.raw_zone_gzip_level)
     fields = jsonpaths_fields(jsonpaths_document())
     target = Target(settings.warehouse_schema, settings.warehouse_table, fields)
     if settings.warehouse_dialect == "redshift":
         loader = RedshiftCopy(target, settings.redshift_iam_role, settings.jsonpaths_uri)
     else:
-        loader = LocalCopy(target, s3, fields)
-    warehouse = WarehouseSink(
-        lambda: psycopg2.connect(settings.warehouse_dsn, connect_timeout=10),
-        target, loader, settings.s3_bucket, raw_zone.key_for,
+        loader = LocalCopy(target, clients.s3, fields)
+    return Sinks(
+        dynamodb=DynamoDBSink(clients.dynamodb, settings.dynamodb_table, concurrency=settings.dynamodb_concurrency),
+        raw_zone=raw_zone,
+        # It loads the raw zone's object of the batch, so it names the raw
+        # zone's key function and must come after it.
+        warehouse=WarehouseSink(clients.connect_warehouse, target, loader, settings.s3_bucket, raw_zone.key_for,
+                                after=(raw_zone.name,)),
+        dead_letters=DeadLetterSink(clients.s3, settings.s3_bucket, settings.s3_dead_letter_prefix),
     )
-    return [
-        DynamoDBSink(aws.client("dynamodb", settings, validate=False), settings.dynamodb_table),
-        raw_zone,
-        warehouse,
-        DeadLetterSink(s3, settings.s3_bucket, settings.s3_dead_letter_prefix),
-    ]
 
 
-def build_pipeline(settings: Settings, shard_id: str, metrics: ConsumerMetrics | None = None) -> ShardPipeline:
+def ordered(sinks: Sequence[Sink]) -> list[Sink]:
+    """`sinks`, unchanged, once every sink is found after the sinks it reads
+    from (its `after`: the names of sinks that must hold the batch first);
+    raises WiringError otherwise. Pure."""
+    seen: set[str] = set()
+    for sink in sinks:
+        missing = [name for name in getattr(sink, "after", ()) if name not in seen]
+        if missing:
+            raise WiringError(f"sink {sink.name!r} reads what {', '.join(map(repr, missing))} writes, "
+                              "so it must come after it")
+        seen.add(sink.name)
+    return list(sinks)
+
+
+def build_pipeline(settings: Settings, shard_id: str, sinks: Sequence[Sink],
+                   metrics: ConsumerMetrics) -> ShardPipeline:
     policy = FlushPolicy(settings.flush_max_records, settings.flush_max_bytes, settings.flush_max_age_seconds)
     return ShardPipeline(
         ShardBuffer(shard_id, policy),
-        build_sinks(settings),
-        RetryPolicy(deadline_seconds=settings.flush_retry_seconds),
-        metrics=ShardMetrics(metrics or ConsumerMetrics(), shard_id),
+        ordered(sinks),
+        retry=dataclasses.replace(SINK_BACKOFF, deadline=settings.flush_retry_seconds),
+        checkpoint_retry=dataclasses.replace(CHECKPOINT_BACKOFF, attempts=settings.checkpoint_attempts),
+        metrics=ShardMetrics(metrics, shard_id),
     )

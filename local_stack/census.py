@@ -1,6 +1,7 @@
-"""Counts what is actually in each place after a run: the stream, DynamoDB,
-the S3 raw zone and dead-letter prefix, and the warehouse. Read from the
-stores themselves, never from counters the services keep."""
+"""The local stack's census, an oracle for the demo, the bench and the tests:
+counts what is actually in each place after a run (the stream, DynamoDB, the
+S3 raw zone and dead-letter prefix, the warehouse), read from the stores
+themselves, never from counters the services keep. No service imports it."""
 
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ rejects come back as Refusals, with the API's reason, for the rejects file.
 from __future__ import annotations
 
 import json
-import random
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -23,8 +22,9 @@ import structlog
 
 from producer.batching import MAX_BATCH_RECORDS, BatchBuilder, UnsendableEntry
 from producer.destinations import Refusal
-from producer.kinesis_writer import THROTTLED, DeliveryError, FailedEntry, WriterStats, backoff_delay
+from producer.kinesis_writer import THROTTLED, DeliveryError, FailedEntry, WriterStats
 from producer.metrics import NoProducerMetrics, ProducerMetrics
+from retail_stream.retries import Backoff
 from retail_stream.schema import CSV_COLUMNS, InvalidRecord
 
 log = structlog.get_logger(__name__)
@@ -36,6 +36,8 @@ MAX_REQUEST_BYTES = 1024 * 1024
 # load balancer's answers while the API restarts.
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+# 8 requests in all, waits from up to 0.2 s doubling to 10 s.
+API_BACKOFF = Backoff(base=0.2, cap=10.0, attempts=8)
 
 
 @dataclass(frozen=True)
@@ -66,30 +68,21 @@ class ApiDestination:
     """Sends batches of rows to `POST {base_url}/transactions` with `client`
     (an httpx.Client; tests pass Litestar's TestClient). Blocking; not
     thread-safe. Retries a request answered 502/503/504 or lost to a transport
-    error, with full-jitter backoff, up to `max_attempts` requests in all; a
-    503 is re-sent with only its "failed" rows."""
+    error, as `backoff` allows; a 503 is re-sent with only its "failed" rows."""
 
     def __init__(
         self,
         base_url: str,
         *,
         client: httpx.Client | None = None,
-        max_attempts: int = 8,
-        base_delay: float = 0.2,
-        max_delay: float = 10.0,
+        backoff: Backoff = API_BACKOFF,
         sleep: Callable[[float], object] = time.sleep,
-        rng: Callable[[], float] = random.random,
         metrics: ProducerMetrics | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self.url = base_url.rstrip("/") + "/transactions"
         self._client = client or httpx.Client(timeout=TIMEOUT)
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
+        self._backoff = backoff
         self._sleep = sleep
-        self._rng = rng
         self._metrics = metrics or NoProducerMetrics()
         self.stats = WriterStats()
 
@@ -119,7 +112,7 @@ class ApiDestination:
             attempt += 1
             if attempt > 1:
                 self._count(retried=len(pending))
-                self._sleep(backoff_delay(attempt - 1, self._base_delay, self._max_delay, self._rng))
+                self._sleep(self._backoff.delay(attempt - 1))
             outcome = self._post(pending)
             if isinstance(outcome, _TooLarge):
                 if len(pending) == 1:
@@ -154,7 +147,7 @@ class ApiDestination:
                         if reason.startswith(THROTTLED):
                             self._count(throttled=1)
                 pending = still
-            if pending and attempt >= self._max_attempts:
+            if pending and not self._backoff.allows(attempt):
                 self._count(failed=len(pending))
                 raise DeliveryError(f"POST {self.url}: rows still not accepted after {attempt} attempts", failed, attempt)
         return refusals

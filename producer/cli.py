@@ -28,7 +28,7 @@ import structlog
 from producer.aggregation import DEFAULT_AGGREGATE_BYTES, AggregatingDestination, ShardMap
 from producer.csv_source import ENCODINGS, SourceError, check_source, line_count
 from producer.destinations import Destination, KinesisDestination
-from producer.kinesis_writer import DeliveryError, KinesisWriter
+from producer.kinesis_writer import PUT_RECORDS_BACKOFF, DeliveryError, KinesisWriter
 from producer.metrics import ProducerMetrics
 from producer.pacing import RateLimiter, TimelinePacer
 from producer.replay import Replay, RejectsFile, ReplaySummary, Source, default_rejects_path
@@ -40,7 +40,6 @@ from retail_stream.settings import Settings, SettingsError
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_DELIVERY, EXIT_USAGE = 0, 1, 2
-DEFAULT_METRICS_PORT = 9101
 # Room in Transaction.source (255 characters) for a pass suffix "~<n>".
 MAX_SOURCE_ID_CHARS = 240
 
@@ -73,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON-lines rejects file, rewritten each run (default: rejects/<csv name>.rejects.jsonl)",
     )
     parser.add_argument(
-        "--max-attempts", type=int, default=8, metavar="N",
-        help="PutRecords attempts (with --via-api: requests) per batch before giving up (default 8)",
+        "--max-attempts", type=int, metavar="N",
+        help="PutRecords attempts (with --via-api: requests) per batch before giving up "
+        f"(default: PUT_RECORDS_ATTEMPTS or {Settings.put_records_attempts})",
     )
     parser.add_argument(
         "--via-api", metavar="URL",
@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--metrics-port", type=int, metavar="PORT",
-        help=f"serve Prometheus metrics and /healthz here (default: METRICS_PORT or {DEFAULT_METRICS_PORT})",
+        help="serve Prometheus metrics and /healthz here "
+        f"(default: METRICS_PORT, else PRODUCER_METRICS_PORT or {Settings.producer_metrics_port})",
     )
     parser.add_argument("--no-metrics", action="store_true", help="serve no metrics endpoint")
     parser.add_argument(
@@ -118,7 +119,7 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return "--limit must not be negative"
     if args.loop < 0:
         return "--loop must be 0 (forever) or more"
-    if args.max_attempts < 1:
+    if args.max_attempts is not None and args.max_attempts < 1:
         return "--max-attempts must be at least 1"
     if args.via_api is not None and not args.via_api.startswith(("http://", "https://")):
         return "--via-api needs an http:// or https:// URL"
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics, server = None, None
     if not args.no_metrics:
         metrics = ProducerMetrics()
-        port = args.metrics_port if args.metrics_port is not None else settings.metrics_port_or(DEFAULT_METRICS_PORT)
+        port = args.metrics_port if args.metrics_port is not None else settings.metrics_port_for("producer")
         try:
             # Healthy while the process and its replay loop (the main thread) run.
             server = MetricsServer(settings.metrics_host, port, metrics_path=settings.metrics_path,
@@ -183,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"retail-producer: error: cannot serve metrics on port {port}: {exc.strerror} "
                   "(--metrics-port, METRICS_PORT or --no-metrics)", file=sys.stderr)
             return EXIT_USAGE
+    if args.max_attempts is None:
+        args.max_attempts = settings.put_records_attempts
     try:
         status = run(args, aws.client("kinesis", settings, validate=False), settings.stream_name, stop=stop, metrics=metrics)
         if server and args.linger > 0:
@@ -270,11 +273,14 @@ def build_destination(
     args: argparse.Namespace, kinesis: Any, stream_name: str, metrics: ProducerMetrics | None, http_client: Any
 ) -> Destination:
     """Where the rows go: the stream itself, or the API in front of it."""
+    attempts = args.max_attempts or Settings.put_records_attempts
     if args.via_api:
-        from producer.api_destination import ApiDestination  # httpx: only this path needs it
+        from producer.api_destination import API_BACKOFF, ApiDestination  # httpx: only this path needs it
 
-        return ApiDestination(args.via_api, client=http_client, max_attempts=args.max_attempts, metrics=metrics)
-    writer = KinesisWriter(kinesis, stream_name, max_attempts=args.max_attempts, metrics=metrics)
+        return ApiDestination(args.via_api, client=http_client, backoff=dataclasses.replace(API_BACKOFF, attempts=attempts),
+                              metrics=metrics)
+    writer = KinesisWriter(kinesis, stream_name, backoff=dataclasses.replace(PUT_RECORDS_BACKOFF, attempts=attempts),
+                           metrics=metrics)
     if args.aggregate:
         return AggregatingDestination(writer, lambda: ShardMap.load(kinesis, stream_name),
                                       aggregate_bytes=args.aggregate_bytes)

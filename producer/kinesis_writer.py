@@ -3,14 +3,13 @@
 A PutRecords call can partly fail: `FailedRecordCount` > 0 and an `ErrorCode`
 on each refused entry (`ProvisionedThroughputExceededException` when a shard
 is over its write limit, `InternalFailure`). Only those entries are sent
-again, in their original order, after an exponential backoff with full
-jitter, for a bounded number of attempts. The writer knows nothing about
+again, in their original order, after a backoff (retail_stream.retries), for
+a bounded number of attempts. The writer knows nothing about
 CSV files or transactions, so any sender (the replay, an HTTP API) can use it.
 """
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -21,25 +20,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from producer.batching import Entry
 from producer.metrics import NoProducerMetrics, ProducerMetrics
+from retail_stream import retries
+from retail_stream.retries import Backoff
 
 log = structlog.get_logger(__name__)
 
 THROTTLED = "ProvisionedThroughputExceededException"
 
-# Whole-call errors worth another attempt (after botocore's own retries):
-# the same conditions as a per-entry failure, seen for the whole call.
-_RETRYABLE_CALL_ERRORS = frozenset(
-    {
-        THROTTLED,
-        "ThrottlingException",
-        "LimitExceededException",
-        "InternalFailure",
-        "InternalFailureException",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "KMSThrottlingException",
-    }
-)
+# Refused entries: 8 calls in all, waits from up to 0.1 s doubling to 5 s.
+PUT_RECORDS_BACKOFF = Backoff(base=0.1, cap=5.0, attempts=8)
 
 
 @dataclass(frozen=True)
@@ -99,12 +88,6 @@ class BatchResult:
     shard_ids: tuple[str, ...]  # where each entry landed
 
 
-def backoff_delay(attempt: int, base_delay: float, max_delay: float, rng: Callable[[], float]) -> float:
-    """Seconds to wait before attempt `attempt + 1`: full jitter, uniform in
-    [0, min(max_delay, base_delay * 2**(attempt - 1))). Pure given `rng`."""
-    return rng() * min(max_delay, base_delay * 2 ** (attempt - 1))
-
-
 class KinesisWriter:
     """Writes batches to one stream with PutRecords.
 
@@ -118,23 +101,15 @@ class KinesisWriter:
         client: Any,
         stream_name: str,
         *,
-        max_attempts: int = 8,
-        base_delay: float = 0.1,
-        max_delay: float = 5.0,
+        backoff: Backoff = PUT_RECORDS_BACKOFF,
         sleep: Callable[[float], object] = time.sleep,
-        rng: Callable[[], float] = random.random,
         metrics: ProducerMetrics | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self._client = client
         self.stream_name = stream_name
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
-        self._max_delay = max_delay
+        self._backoff = backoff
         self._sleep = sleep
-        self._rng = rng
         self._lock = threading.Lock()
         self._metrics = metrics or NoProducerMetrics()
         self._clock = clock
@@ -144,8 +119,8 @@ class KinesisWriter:
         """Write `entries` (at most one PutRecords call's worth) and block until
         Kinesis has accepted every one.
 
-        Refused entries are re-sent, keeping their original relative order, up
-        to `max_attempts` calls in all. Raises DeliveryError when entries are
+        Refused entries are re-sent, keeping their original relative order, as
+        long as the backoff allows. Raises DeliveryError when entries are
         still refused after the last attempt, or at once for a call error no
         retry can fix (missing stream, access denied, invalid request). Not
         idempotent: calling it again re-sends the batch, which readers absorb
@@ -160,7 +135,7 @@ class KinesisWriter:
             attempt += 1
             if attempt > 1:
                 self._count(retried=len(pending))
-                self._sleep(backoff_delay(attempt - 1, self._base_delay, self._max_delay, self._rng))
+                self._sleep(self._backoff.delay(attempt - 1))
             batch = [entries[i] for i in pending]
             results = self._call(batch, attempt)
             failures, still_pending = [], []
@@ -191,7 +166,7 @@ class KinesisWriter:
                     of=len(batch),
                     codes=sorted({f.error_code for f in failures}),
                 )
-                if attempt >= self._max_attempts:
+                if not self._backoff.allows(attempt):
                     self._count(failed=len(pending))
                     raise DeliveryError(
                         f"PutRecords to {self.stream_name}: entries still refused after {attempt} attempts",
@@ -224,7 +199,7 @@ class KinesisWriter:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code, message = error.get("Code", "ClientError"), error.get("Message", str(exc))
-            if code not in _RETRYABLE_CALL_ERRORS:
+            if retries.permanent(exc):
                 self._count(failed=len(batch))
                 raise DeliveryError(
                     f"PutRecords to {self.stream_name} failed: {code}: {message}",

@@ -27,7 +27,7 @@ CSV_COLUMNS = (
     "Country",
 )
 
-# Bounds that keep every value loadable into the warehouse columns (sql/schema.sql).
+# Bounds that keep every value loadable into the warehouse columns (retail_stream/sql/schema.sql).
 MAX_INT32 = 2**31 - 1
 PRICE_MAX_ABS = Decimal("1e14")
 PRICE_MAX_DECIMALS = 4

@@ -49,6 +49,12 @@ class Settings:
     flush_max_bytes: int = 8 * 1024 * 1024
     flush_max_age_seconds: float = 60.0
     flush_retry_seconds: float = 300.0
+    checkpoint_attempts: int = 6  # a checkpoint the lease table throttles, tried this often in all
+    dynamodb_concurrency: int = 8  # BatchWriteItem calls in flight per shard
+    raw_zone_gzip_level: int = 1  # a fifth more bytes than level 6 for under half its CPU (make bench)
+    aws_max_attempts: int = 3  # botocore's tries per request, in all (see retail_stream/retries.py)
+    put_records_attempts: int = 8  # the producer's PutRecords calls per batch (--max-attempts)
+    api_put_records_attempts: int = 5  # fewer in the API: a client is waiting
     kcl_application_name: str = "retail-consumer"
     kcl_worker_id: str = ""
     kcl_initial_position: str = "TRIM_HORIZON"
@@ -58,12 +64,16 @@ class Settings:
     kcl_shard_sync_interval_ms: int = 60_000
     kcl_lease_assignment_interval_ms: int = 0  # 0: the KCL's own default
     kcl_worker_metrics_interval_ms: int = 0  # 0: the KCL's own default (30 s)
+    # Time for every shard to flush on a stop, inside ECS's 30 s stop timeout.
+    kcl_shutdown_grace_ms: int = 25_000
     java_bin: str = "java"
     log_level: str = "INFO"
     log_format: str = "auto"
     kcl_log_level: str = "INFO"
     metrics_host: str = "0.0.0.0"
-    metrics_port: int = 0  # 0: the service's default (producer 9101, consumer 9102)
+    metrics_port: int = 0  # 0: the service's own port, below
+    producer_metrics_port: int = 9101
+    consumer_metrics_port: int = 9102
     metrics_path: str = "/metrics"
     api_host: str = "0.0.0.0"
     api_port: int = 8080
@@ -115,10 +125,19 @@ class Settings:
             ("flush_max_bytes", self.flush_max_bytes > 0),
             ("flush_max_age_seconds", self.flush_max_age_seconds > 0),
             ("flush_retry_seconds", self.flush_retry_seconds >= 0),
+            ("checkpoint_attempts", 1 <= self.checkpoint_attempts <= 100),
+            ("dynamodb_concurrency", 1 <= self.dynamodb_concurrency <= 64),
+            ("raw_zone_gzip_level", 0 <= self.raw_zone_gzip_level <= 9),
+            ("aws_max_attempts", 1 <= self.aws_max_attempts <= 20),
+            ("put_records_attempts", 1 <= self.put_records_attempts <= 100),
+            ("api_put_records_attempts", 1 <= self.api_put_records_attempts <= 100),
+            ("kcl_shutdown_grace_ms", 1_000 <= self.kcl_shutdown_grace_ms <= 600_000),
             ("kcl_max_records", 1 <= self.kcl_max_records <= 10_000),
             ("log_level", self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR")),
             ("log_format", self.log_format in LOG_FORMATS),
             ("metrics_port", 0 <= self.metrics_port <= 65535),
+            ("producer_metrics_port", 1 <= self.producer_metrics_port <= 65535),
+            ("consumer_metrics_port", 1 <= self.consumer_metrics_port <= 65535),
             ("metrics_path", self.metrics_path.startswith("/") and self.metrics_path not in ("/healthz", "/readyz")),
             ("kcl_log_level", self.kcl_log_level.upper() in ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "OFF")),
             ("api_port", 0 <= self.api_port <= 65535),
@@ -131,12 +150,16 @@ class Settings:
             if not ok:
                 raise SettingsError(f"{ENVIRONMENT[name]}={getattr(self, name)!r} is not valid")
 
-    def metrics_port_or(self, default: int) -> int:
-        return self.metrics_port or default
+    def metrics_port_for(self, service: str) -> int:
+        """The port `service` ("producer", "consumer") serves metrics on: METRICS_PORT, else its own."""
+        return self.metrics_port or {"producer": self.producer_metrics_port,
+                                     "consumer": self.consumer_metrics_port}[service]
 
     def worker_id(self) -> str:
         """The KCL worker id: stable across restarts so a worker reclaims its
-        leases at once. In ECS, the task id; otherwise the host name."""
+        leases at once. In ECS, the task id; otherwise the host name. Asks the
+        ECS metadata endpoint: the supervisor works it out once and hands it
+        to its processes as KCL_WORKER_ID."""
         if self.kcl_worker_id:
             return self.kcl_worker_id
         return ecs_task_id(os.environ) or socket.gethostname()
@@ -176,6 +199,12 @@ ENVIRONMENT: dict[str, str] = {
     "flush_max_bytes": "FLUSH_MAX_BYTES",
     "flush_max_age_seconds": "FLUSH_MAX_AGE_SECONDS",
     "flush_retry_seconds": "FLUSH_RETRY_SECONDS",
+    "checkpoint_attempts": "CHECKPOINT_ATTEMPTS",
+    "dynamodb_concurrency": "DYNAMODB_CONCURRENCY",
+    "raw_zone_gzip_level": "RAW_ZONE_GZIP_LEVEL",
+    "aws_max_attempts": "AWS_MAX_ATTEMPTS",
+    "put_records_attempts": "PUT_RECORDS_ATTEMPTS",
+    "api_put_records_attempts": "API_PUT_RECORDS_ATTEMPTS",
     "kcl_application_name": "KCL_APPLICATION_NAME",
     "kcl_worker_id": "KCL_WORKER_ID",
     "kcl_initial_position": "KCL_INITIAL_POSITION",
@@ -185,12 +214,15 @@ ENVIRONMENT: dict[str, str] = {
     "kcl_shard_sync_interval_ms": "KCL_SHARD_SYNC_INTERVAL_MS",
     "kcl_lease_assignment_interval_ms": "KCL_LEASE_ASSIGNMENT_INTERVAL_MS",
     "kcl_worker_metrics_interval_ms": "KCL_WORKER_METRICS_INTERVAL_MS",
+    "kcl_shutdown_grace_ms": "KCL_SHUTDOWN_GRACE_MS",
     "java_bin": "JAVA_BIN",
     "log_level": "LOG_LEVEL",
     "log_format": "LOG_FORMAT",
     "kcl_log_level": "KCL_LOG_LEVEL",
     "metrics_host": "METRICS_HOST",
     "metrics_port": "METRICS_PORT",
+    "producer_metrics_port": "PRODUCER_METRICS_PORT",
+    "consumer_metrics_port": "CONSUMER_METRICS_PORT",
     "metrics_path": "METRICS_PATH",
     "api_host": "API_HOST",
     "api_port": "API_PORT",

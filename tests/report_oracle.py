@@ -8,6 +8,8 @@ int, Decimal, bool, str, None). Exact Decimal arithmetic throughout.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Callable, Iterable
@@ -97,11 +99,14 @@ def expected_views(records: Iterable) -> dict[str, dict]:
     for code, lines in by_product.items():
         money = money_columns(lines)
         descriptions = [r.description for r in lines if r.description is not None]
+        # The description most sale lines carry (ties: the greatest), else the greatest of any line.
+        on_sales = Counter(r.description for r in lines if kind(r) == "sale" and r.description is not None)
         sold = sum(r.quantity for r in lines if kind(r) == "sale")
         cancelled = -sum(r.quantity for r in lines if kind(r) == "cancellation")
         products[(code,)] = {
             "stock_code": code,
-            "description": max(descriptions) if descriptions else None,
+            "description": max(on_sales, key=lambda d: (on_sales[d], d)) if on_sales
+            else max(descriptions) if descriptions else None,
             "orders": money["orders"],
             "quantity_sold": sold,
             "quantity_cancelled": cancelled,

@@ -7,29 +7,33 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from botocore.exceptions import ClientError
-
 from consumer.batch import Batch
+from retail_stream import retries
 
 
 class SinkError(Exception):
-    """A write did not become durable. Retrying the same batch is safe."""
+    """A write did not become durable. Retrying the same batch is safe; when
+    `permanent`, it is also pointless (access denied, a missing resource)."""
 
-    def __init__(self, sink: str, message: str, kind: str = "error") -> None:
+    def __init__(self, sink: str, message: str, code: str = "error", *, resource: str = "",
+                 permanent: bool = False) -> None:
         super().__init__(f"{sink}: {message}")
         self.sink = sink
-        self.kind = kind  # a low-cardinality name for metrics: an AWS error code, an exception class
+        self.code = code  # low-cardinality, for metrics: an AWS error code, a SQLSTATE, a class name
+        self.resource = resource  # what was written: a table, a bucket; never a secret
+        self.permanent = permanent
 
-
-def error_kind(exc: Exception) -> str:
-    """An AWS error code (ThrottlingException, 500…) or the exception's class name."""
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code") or "ClientError"
-    return type(exc).__name__
+    @classmethod
+    def caused_by(cls, sink: str, resource: str, exc: BaseException, doing: str = "") -> SinkError:
+        """The SinkError for a client's exception, classified once (retail_stream.retries)."""
+        message = f"{doing}: {exc}" if doing else str(exc)
+        return cls(sink, message.strip(), retries.error_code(exc), resource=resource,
+                   permanent=retries.permanent(exc))
 
 
 class Sink(Protocol):
     name: str
+    after: tuple[str, ...]  # the sinks that must hold a batch before this one reads it
 
     def write(self, batch: Batch) -> int:
         """Make `batch` durable in this sink and return how many of its

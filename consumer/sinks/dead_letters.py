@@ -45,6 +45,7 @@ def dead_letter_key(prefix: str, shard_id: str, dead: DeadLetter) -> str:
 
 class DeadLetterSink:
     name = "dead_letter"
+    after: tuple[str, ...] = ()
 
     def __init__(self, client, bucket: str, prefix: str, concurrency: int = 8) -> None:
         self._client = client

@@ -18,7 +18,6 @@ second, the very rate a shard can be written at.
 from __future__ import annotations
 
 import datetime as dt
-import random
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,11 +27,15 @@ from typing import Callable, Iterable, Iterator
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.batch import Batch
-from consumer.sinks import SinkError, error_kind
+from consumer.sinks import SinkError
+from retail_stream.retries import Backoff
 from retail_stream.schema import InvalidRecord, Transaction
 
 MAX_ITEMS_PER_CALL = 25
 CUSTOMER_INDEX = "by_customer"
+# Unprocessed items (a throttled table answers 200 with some items left):
+# 8 tries in all, waits from up to 50 ms doubling to 2 s (about 5 s at most).
+UNPROCESSED_BACKOFF = Backoff(base=0.05, cap=2.0, attempts=8)
 
 
 def to_item(record: Transaction) -> dict:
@@ -107,21 +110,20 @@ def write_requests(records: Iterable[Transaction]) -> Iterator[list[dict]]:
 
 class DynamoDBSink:
     name = "dynamodb"
+    after: tuple[str, ...] = ()
 
     def __init__(
         self,
         client,
         table: str,
         *,
-        max_attempts: int = 8,
-        base_delay: float = 0.05,
+        concurrency: int,
+        backoff: Backoff = UNPROCESSED_BACKOFF,
         sleep: Callable[[float], None] = time.sleep,
-        concurrency: int = 8,
     ) -> None:
         self._client = client
         self._table = table
-        self._max_attempts = max_attempts
-        self._base_delay = base_delay
+        self._backoff = backoff
         self._sleep = sleep
         self._concurrency = concurrency
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="dynamodb")
@@ -152,16 +154,19 @@ class DynamoDBSink:
 
     def _write_call(self, requests: list[dict]) -> int:
         pending = {self._table: requests}
-        for attempt in range(self._max_attempts):
+        tries = 0
+        while True:
             try:
                 response = self._client.batch_write_item(RequestItems=pending)
             except (ClientError, BotoCoreError) as exc:
-                raise SinkError(self.name, str(exc), error_kind(exc)) from exc
+                raise SinkError.caused_by(self.name, self._table, exc) from exc
+            tries += 1
             pending = response.get("UnprocessedItems") or {}
             if not pending:
                 return len(requests)
+            if not self._backoff.allows(tries):
+                left = sum(len(v) for v in pending.values())
+                raise SinkError(self.name, f"{left} items still unprocessed after {tries} attempts",
+                                "UnprocessedItems", resource=self._table)
             # Unprocessed items mean throttling: back off before resending them.
-            self._sleep(random.uniform(0, self._base_delay * 2**attempt))
-        left = sum(len(v) for v in pending.values())
-        raise SinkError(self.name, f"{left} items still unprocessed after {self._max_attempts} attempts",
-                        "UnprocessedItems")
+            self._sleep(self._backoff.delay(tries))

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from psycopg2 import sql
 
 from consumer.batch import Batch
-from consumer.sinks import SinkError, error_kind
+from consumer.sinks import SinkError
 
 STAGE = sql.Identifier("stage_transactions")
 _PATH = re.compile(r"""^\$(?:\['([^']+)'\]|\.([A-Za-z_][A-Za-z0-9_]*))$""")
@@ -168,12 +168,15 @@ class LocalCopy:
         try:
             body = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except (ClientError, BotoCoreError) as exc:
-            raise SinkError(WarehouseSink.name, f"reading s3://{bucket}/{key}: {exc}", error_kind(exc)) from exc
+            raise SinkError.caused_by(WarehouseSink.name, f"s3://{bucket}/{key}", exc, "reading the raw-zone object") from exc
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(STAGE, self._target.column_list)
         cursor.copy_expert(statement, io.StringIO(ndjson_to_copy_text(body, self._fields)))
 
 
 class WarehouseSink:
+    """Loads the batch's object in `bucket` at `object_key(batch)`, which the
+    sinks named in `after` (the raw zone's) must have written first."""
+
     name = "warehouse"
 
     def __init__(
@@ -183,8 +186,11 @@ class WarehouseSink:
         loader: ObjectCopy,
         bucket: str,
         object_key: Callable[[Batch], str],
+        *,
+        after: tuple[str, ...],
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
     ) -> None:
+        self.after = after
         self._connect = connect
         self._conn = None
         self._statements = merge_statements(target)
@@ -192,7 +198,7 @@ class WarehouseSink:
         self._bucket = bucket
         self._object_key = object_key
         self._clock = clock
-        self.last_inserted = 0
+        self._table_name = f"{target.schema}.{target.table}"
 
     def write(self, batch: Batch) -> int:
         if not batch.records:
@@ -201,18 +207,18 @@ class WarehouseSink:
         try:
             conn = self._connection()
             with conn, conn.cursor() as cur:  # one transaction: commit or roll back whole
-                self.last_inserted = self._load(cur, batch, key)
+                self._load(cur, batch, key)
         except psycopg2.Error as exc:
             self._discard_connection()
-            raise SinkError(self.name, str(exc).strip(), error_kind(exc)) from exc
+            raise SinkError.caused_by(self.name, self._table_name, exc) from exc
         return len(batch.records)
 
-    def _load(self, cur, batch: Batch, key: str) -> int:
+    def _load(self, cur, batch: Batch, key: str) -> None:
         s = self._statements
         cur.execute(s["lock"])
         cur.execute(s["seen"], (key,))
         if cur.fetchone() is not None:
-            return 0
+            return  # loaded before: the ledger says so, in the same transaction
         cur.execute(s["stage"])
         self._loader.copy(cur, self._bucket, key)
         cur.execute(s["analyze"])
@@ -223,7 +229,6 @@ class WarehouseSink:
             (key, batch.shard_id, *batch.first, *batch.last, len(batch.records), inserted, self._clock()),
         )
         cur.execute(s["drop"])
-        return inserted
 
     def _connection(self):
         if self._conn is None or self._conn.closed:
@@ -237,6 +242,3 @@ class WarehouseSink:
             except psycopg2.Error:
                 pass
         self._conn = None
-
-    def close(self) -> None:
-        self._discard_connection()

@@ -94,12 +94,15 @@ GROUP BY invoice_day, country;
 
 -- One row per product (merchandise stock code), sales and cancellations
 -- only, ranked by net revenue and by net quantity (RANK: ties share a rank;
--- "top 10" is WHERE revenue_rank <= 10). The description is the greatest of
--- the code's descriptions (the data set spells some codes several ways).
+-- "top 10" is WHERE revenue_rank <= 10). The description is the one most of
+-- the code's sale lines carry (ties: the greatest): the data set spells some
+-- codes several ways and puts notes on a few lines ("website fixed" on one
+-- line of 23084, whose other lines name the product). A code without a
+-- described sale line takes the greatest description of its other lines.
 CREATE OR REPLACE VIEW {schema}.report_products AS
 SELECT
-    stock_code,
-    description,
+    products.stock_code,
+    COALESCE(named.description, products.any_description) AS description,
     orders,
     quantity_sold,
     quantity_cancelled,
@@ -112,7 +115,7 @@ SELECT
 FROM (
     SELECT
         stock_code,
-        MAX(description) AS description,
+        MAX(description) AS any_description,
         COUNT(DISTINCT CASE WHEN line_kind = 'sale' THEN invoice_no END) AS orders,
         SUM(CASE WHEN line_kind = 'sale' THEN quantity ELSE 0 END) AS quantity_sold,
         0 - SUM(CASE WHEN line_kind = 'cancellation' THEN quantity ELSE 0 END) AS quantity_cancelled,
@@ -123,7 +126,20 @@ FROM (
     FROM {schema}.report_lines
     WHERE line_kind IN ('sale', 'cancellation') AND is_merchandise
     GROUP BY stock_code
-) AS products;
+) AS products
+LEFT JOIN (
+    SELECT stock_code, description
+    FROM (
+        SELECT
+            stock_code,
+            description,
+            ROW_NUMBER() OVER (PARTITION BY stock_code ORDER BY COUNT(*) DESC, description DESC) AS pick
+        FROM {schema}.report_lines
+        WHERE line_kind = 'sale' AND is_merchandise AND description IS NOT NULL
+        GROUP BY stock_code, description
+    ) AS counted
+    WHERE pick = 1
+) AS named ON named.stock_code = products.stock_code;
 
 
 -- One row per known customer: order count and lifetime value (net of

@@ -12,6 +12,7 @@ import time
 import psycopg2
 import pytest
 
+from consumer.daemon import EXIT_SINK_REFUSED
 from local_stack import census
 from tests.chaos.harness import Rule, expected_ids, open_rig, scaled, source_ids, summary, wait_until
 
@@ -225,6 +226,34 @@ def test_a_record_the_sinks_would_refuse(rig):
                         [source], expected_ids(source, 1), rig.wait_drained(), poison=too_big, tag=tag.encode())
     outcome.assert_clean()
     assert worker.events("sink_retry")[retries_before:] == []
+
+
+def test_access_denied_stops_the_worker_at_once_and_says_why(rig):
+    # A role without dynamodb:BatchWriteItem: no retry can help, so the worker
+    # stops at once (not after FLUSH_RETRY_SECONDS) and says which sink,
+    # resource and error; fixed and restarted, it loses nothing.
+    source = "chaos-access-denied"
+    worker = rig.worker("w1")
+    table = rig.settings.dynamodb_table
+    rig.proxy.inject(Rule("denied", "error", "dynamodb", "BatchWriteItem", table, status=400,
+                          code="AccessDeniedException"))
+    rig.produce(source, 1)
+    rig.proxy.wait_fired("denied")
+    denied_at = time.monotonic()
+    wait_until(lambda: not worker.running(), 60, "the worker to stop")
+    stopped_after = time.monotonic() - denied_at
+    assert worker.process.returncode == EXIT_SINK_REFUSED, worker.log_tail()
+    refusals = worker.events("sink_refused")  # one per shard that tried to write
+    assert refusals and {(e["sink"], e["resource"], e["error"]) for e in refusals} == {
+        ("dynamodb", table, "AccessDeniedException")}
+    assert [e for e in worker.events("sink_retry") if "AccessDenied" in e.get("error", "")] == []
+    assert stopped_after < 15, stopped_after  # not FLUSH_RETRY_SECONDS (300 s), nor the 25 s stop grace
+    rig.proxy.clear()  # the role is fixed
+    rig.worker("w1")
+    outcome = rig.judge("access_denied", "DynamoDB AccessDeniedException on every write, then fixed",
+                        [source], expected_ids(source, 1), rig.wait_drained(),
+                        stopped_after_seconds=round(stopped_after, 1))
+    outcome.assert_clean()
 
 
 # Where a flush can die, in the order a flush passes them, and what the proxy

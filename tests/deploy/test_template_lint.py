@@ -22,7 +22,6 @@ from prometheus_client import CollectorRegistry
 from api.app import create_app
 from api.metrics import ApiMetrics
 from api.server import GRACEFUL_SHUTDOWN_SECONDS
-from consumer.daemon import DEFAULT_METRICS_PORT, SHUTDOWN_GRACE_MS
 from consumer.sinks.dynamodb import CUSTOMER_INDEX
 from local_stack.provision import CUSTOMER_INDEX_KEY, KEY_ATTRIBUTES, TABLE_KEY
 from retail_stream.settings import ENVIRONMENT, Settings
@@ -290,10 +289,10 @@ def test_consumer_loads_redshift_with_the_copy_role_and_a_secret_dsn(rendered):
 def test_consumer_health_and_stop_timeout_fit_the_daemon(rendered):
     consumer = container(rendered, "ConsumerTaskDefinition", "consumer")
     port = int(environment(consumer)["METRICS_PORT"])
-    assert port == DEFAULT_METRICS_PORT
+    assert port == Settings().consumer_metrics_port
     assert f"http://127.0.0.1:{port}/readyz" in consumer["HealthCheck"]["Command"][-1]
     # The daemon's own grace for every shard's flush, plus room for the JVM to exit; Fargate allows 120 s.
-    assert SHUTDOWN_GRACE_MS / 1000 + 30 <= consumer["StopTimeout"] <= 120
+    assert Settings().kcl_shutdown_grace_ms / 1000 + 30 <= consumer["StopTimeout"] <= 120
 
 
 @pytest.mark.parametrize(("task_definition", "service"), [("ConsumerTaskDefinition", "consumer"),

@@ -21,10 +21,9 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from consumer.sinks.dynamodb import DynamoDBSink
+from consumer.wiring import build_sinks, service_clients
 from local_stack import census
 from local_stack.provision import ensure_stream
-from retail_stream import aws
 from retail_stream.schema import CSV_COLUMNS, decode, event_id
 from tests.api_server import running_api
 from tests.integration.test_sinks import make_batch
@@ -129,7 +128,7 @@ def test_lookups_read_what_the_consumers_sink_wrote(api, settings):
         )
         for i in range(1, 8)
     ]
-    DynamoDBSink(aws.client("dynamodb", settings), settings.dynamodb_table).write(make_batch(records))
+    build_sinks(settings, service_clients(settings)).dynamodb.write(make_batch(records))
 
     seen, cursor = [], None
     while True:

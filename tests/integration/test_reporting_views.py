@@ -40,9 +40,11 @@ def logging_left_alone(monkeypatch):
     monkeypatch.setattr(cli.logs, "configure", lambda *args, **kwargs: None)
 DAY1, DAY2 = dt.date(2010, 12, 1), dt.date(2010, 12, 2)
 UK, FRANCE = "United Kingdom", "France"
-HEART, LANTERN, WARMER, CLOCK = (
-    "WHITE HANGING HEART T-LIGHT HOLDER", "WHITE METAL LANTERN", "HAND WARMER UNION JACK", "ALARM CLOCK BAKELIKE PINK"
+HEART, LANTERN, WARMER, CLOCK, RABBIT = (
+    "WHITE HANGING HEART T-LIGHT HOLDER", "WHITE METAL LANTERN", "HAND WARMER UNION JACK", "ALARM CLOCK BAKELIKE PINK",
+    "RABBIT NIGHT LIGHT",
 )
+GERMANY = "Germany"
 
 # line: (invoice, stock code, description, quantity, day, hh:mm, unit price, customer, country)
 ROWS = {
@@ -62,6 +64,9 @@ ROWS = {
     14: ("536374", "71053", LANTERN, 6, DAY2, "11:00", "3.39", None, FRANCE),  # no customer
     15: ("C536375", "22633", WARMER, -1, DAY2, "12:00", "1.85", 15000, UK),  # a customer with only a cancellation
     16: ("536376", "22633", WARMER + " ", 2, DAY2, "13:00", "1.85", 17850, UK),  # another spelling
+    17: ("536377", "23084", RABBIT, 2, DAY2, "15:00", "0.50", None, GERMANY),
+    18: ("536377", "23084", RABBIT, 2, DAY2, "15:00", "0.50", None, GERMANY),
+    19: ("536378", "23084", "website fixed", 1, DAY2, "16:00", "0", None, GERMANY),  # a note, not its name
 }
 # Each line's amount, quantity * unit price: the one multiplication; the rest below is sums of these.
 A = {line: row[3] * D(row[6]) for line, row in ROWS.items()}
@@ -89,13 +94,16 @@ REVENUE_BY_DAY_COUNTRY = {
     (DAY2, FRANCE): (2, 1, 1, A[10] + A[14], -(A[11] + A[12]), A[10] + A[14] + A[11] + A[12], A[14]),
     (DAY2, "Unspecified"): (1, 0, 1, A[13], D(0), A[13], D(0)),
     (DAY2, UK): (1, 1, 2, A[16], -A[15], A[16] + A[15], D(0)),  # line 9, the adjustment, is not revenue
+    (DAY2, GERMANY): (2, 0, 0, A[17] + A[18] + A[19], D(0), A[17] + A[18] + A[19], A[17] + A[18] + A[19]),
 }
 PRODUCTS = {
     # code: description, orders, sold, cancelled, net quantity, gross, cancelled, net, revenue rank, quantity rank
     "85123A": (HEART, 3, 41, 2, 39, A[1] + A[4] + A[13], -A[5], A[1] + A[4] + A[13] + A[5], 1, 1),
     "22728": (CLOCK, 2, 36, 24, 12, A[7] + A[10], -A[11], A[7] + A[10] + A[11], 2, 2),
     "71053": (LANTERN, 2, 12, 0, 12, A[2] + A[14], D(0), A[2] + A[14], 3, 2),  # ties 22728 on quantity
-    "22633": (WARMER + " ", 2, 8, 1, 7, A[3] + A[16], -A[15], A[3] + A[16] + A[15], 4, 4),
+    "22633": (WARMER + " ", 2, 8, 1, 7, A[3] + A[16], -A[15], A[3] + A[16] + A[15], 4, 4),  # a tie: the greatest
+    # Named as most of its sale lines name it, not by its greatest description ("website fixed").
+    "23084": (RABBIT, 2, 5, 0, 5, A[17] + A[18] + A[19], D(0), A[17] + A[18] + A[19], 5, 5),
 }  # POST and D are money, not products; 21275 is a stock correction
 CUSTOMERS = {
     # id: orders, cancellations, first order, last order, gross, cancelled, lifetime value
@@ -111,6 +119,7 @@ CANCELLATIONS = {
     UK: (4, 2, UK_GROSS, UK_CANCELLED, rate(UK_CANCELLED, UK_GROSS), rate(D(2), D(6))),
     FRANCE: (3, 1, FR_GROSS, FR_CANCELLED, rate(FR_CANCELLED, FR_GROSS), rate(D(1), D(4))),
     "Unspecified": (1, 0, A[13], D(0), D(0), D(0)),
+    GERMANY: (2, 0, A[17] + A[18] + A[19], D(0), D(0), D(0)),
 }
 ADJUSTMENTS = {
     # (day, invoice, kind, country): description, lines, quantity, amount
@@ -210,8 +219,9 @@ def test_python_m_reporting_prints_every_view_and_the_figures(schema_settings, m
     gross = sum(row[3] for row in REVENUE_BY_DAY_COUNTRY.values())
     cancelled = sum(row[4] for row in REVENUE_BY_DAY_COUNTRY.values())
     assert figures == {
-        "views": {"report_revenue_by_day_country": 5, "report_products": 4, "report_customers": 4,
-                  "report_cancellations_by_country": 3, "report_adjustments": 2},
+        "views": {"report_revenue_by_day_country": len(REVENUE_BY_DAY_COUNTRY), "report_products": len(PRODUCTS),
+                  "report_customers": len(CUSTOMERS), "report_cancellations_by_country": len(CANCELLATIONS),
+                  "report_adjustments": len(ADJUSTMENTS)},
         "days": 2, "first_day": "2010-12-01", "last_day": "2010-12-02",
         "gross_revenue": gross, "cancelled_revenue": cancelled, "net_revenue": gross - cancelled,
         "revenue_cancellation_rate": rate(cancelled, gross),
@@ -220,8 +230,8 @@ def test_python_m_reporting_prints_every_view_and_the_figures(schema_settings, m
     }
     assert (tmp_path / "revenue.png").read_bytes()[:4] == b"\x89PNG"
     text = "\n".join(text)
-    assert "== Revenue by day and country, latest day first (report_revenue_by_day_country: 2 of 5 rows) ==" in text
-    assert "== Top products by net revenue (report_products: 2 of 4 rows) ==" in text
+    assert "== Revenue by day and country, latest day first (report_revenue_by_day_country: 2 of 6 rows) ==" in text
+    assert "== Top products by net revenue (report_products: 2 of 5 rows) ==" in text
     # Top by net revenue: 85123A (100.65), then 22728 (45.00); by quantity the tie shares rank 2.
     top = text.split("== Top products by net revenue")[1].splitlines()[3:5]
     assert [line.split()[:2] for line in top] == [["1", "85123A"], ["2", "22728"]]

@@ -10,14 +10,11 @@ import uuid
 import psycopg2
 import pytest
 import sqlglot
-from psycopg2 import sql
 
 from consumer.batch import Batch, DeadLetter, Position
-from consumer.sinks.dead_letters import DeadLetterSink
-from consumer.sinks.dynamodb import CUSTOMER_INDEX, DynamoDBSink
-from consumer.sinks.raw_zone import RawZoneSink
+from consumer.sinks.dynamodb import CUSTOMER_INDEX
 from consumer.sinks.warehouse import Target, jsonpaths_fields, redshift_copy_statement
-from consumer.wiring import build_sinks, jsonpaths_document
+from consumer.wiring import build_sinks, jsonpaths_document, service_clients
 from retail_stream import aws
 from retail_stream.schema import decode
 from tests.unit.consumer_fakes import stream_record, transaction
@@ -36,6 +33,11 @@ def make_batch(records, first="1", last="9", dead=(), shard=None) -> Batch:
     return Batch(shard, tuple(records), tuple(dead), first, last, 1_291_192_000_000)
 
 
+def sinks(settings):
+    """The service's sinks, wired as the service wires them, on the local servers."""
+    return build_sinks(settings, service_clients(settings))
+
+
 def warehouse(settings, query, *params):
     with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
         cur.execute(query, params)
@@ -50,7 +52,7 @@ def test_dynamodb_rows_found_by_invoice_and_by_customer_newest_first(settings):
     customer = 40_000 + int(invoice) % 10_000
     records = [transaction(i, customer=customer, invoice=invoice) for i in range(1, 31)]
     records.append(transaction(99, customer=None, invoice=invoice))
-    sink = DynamoDBSink(client, settings.dynamodb_table)
+    sink = sinks(settings).dynamodb
     sink.write(make_batch(records))
     sink.write(make_batch(records))  # a replay overwrites, adds nothing
 
@@ -75,7 +77,7 @@ def test_dynamodb_rows_found_by_invoice_and_by_customer_newest_first(settings):
 
 def test_raw_zone_object_is_created_once_and_holds_the_batch(settings):
     s3 = aws.client("s3", settings)
-    sink = RawZoneSink(s3, settings.s3_bucket, settings.s3_raw_prefix)
+    sink = sinks(settings).raw_zone
     batch = make_batch([transaction(i, invoice=unique_invoice()) for i in range(1, 4)])
     sink.write(batch)
     sink.write(batch)  # the conditional create refuses, and that is success
@@ -84,8 +86,8 @@ def test_raw_zone_object_is_created_once_and_holds_the_batch(settings):
 
 
 def test_warehouse_load_is_idempotent_across_batch_boundaries(settings):
-    sinks = build_sinks(settings)
-    dynamodb, raw_zone, warehouse_sink, _ = sinks
+    wired = sinks(settings)
+    raw_zone, warehouse_sink = wired.raw_zone, wired.warehouse
     invoice = unique_invoice()
     records = [transaction(i, invoice=invoice) for i in range(1, 11)]
     shard = f"shardId-{invoice}"
@@ -114,7 +116,8 @@ def test_batches_cut_inside_one_aggregate_reach_the_warehouse_once_each(settings
     """Ten user records of one KPL aggregate (one sequence number), cut in
     three batches, then re-read after a crash from sub-sequence 3 and cut in
     one: every row once, and the ledger names both ends of every object."""
-    _, raw_zone, warehouse_sink, _ = build_sinks(settings)
+    wired = sinks(settings)
+    raw_zone, warehouse_sink = wired.raw_zone, wired.warehouse
     invoice = unique_invoice()
     records = [transaction(i + 1, invoice=invoice) for i in range(10)]
     shard = f"shardId-{invoice}"
@@ -136,7 +139,8 @@ def test_batches_cut_inside_one_aggregate_reach_the_warehouse_once_each(settings
 
 
 def test_warehouse_rows_keep_every_value_exactly(settings):
-    _, raw_zone, warehouse_sink, _ = build_sinks(settings)
+    wired = sinks(settings)
+    raw_zone, warehouse_sink = wired.raw_zone, wired.warehouse
     invoice = unique_invoice()
     record = transaction(1, customer=None, invoice=invoice)
     batch = make_batch([record])
@@ -153,7 +157,7 @@ def test_warehouse_rows_keep_every_value_exactly(settings):
 
 def test_dead_letters_land_with_their_raw_bytes(settings):
     s3 = aws.client("s3", settings)
-    sink = DeadLetterSink(s3, settings.s3_bucket, settings.s3_dead_letter_prefix)
+    sink = sinks(settings).dead_letters
     shard = f"shardId-{uuid.uuid4().hex[:8]}"
     garbage = DeadLetter(stream_record(5, data=b"\x00garbage"), "JSON is malformed")
     assert sink.write(make_batch([], dead=[garbage], shard=shard)) == 1

@@ -53,9 +53,16 @@ def kcl_record(seq: int, data: bytes) -> dict:
 
 
 class RecordingSink:
-    def __init__(self, name: str, failures: int = 0, log: list | None = None) -> None:
+    """Fails its first `failures` writes (for good with `permanent`), then records batches."""
+
+    after: tuple[str, ...] = ()
+
+    def __init__(self, name: str, failures: int = 0, log: list | None = None, *, permanent: bool = False,
+                 after: tuple[str, ...] = ()) -> None:
         self.name = name
         self.failures = failures
+        self.permanent = permanent
+        self.after = after
         self.batches: list[Batch] = []
         self.log = log if log is not None else []
 
@@ -63,6 +70,8 @@ class RecordingSink:
         if self.failures:
             self.failures -= 1
             self.log.append(f"{self.name}:fail")
+            if self.permanent:
+                raise SinkError(self.name, "access denied", "AccessDeniedException", resource="t", permanent=True)
             raise SinkError(self.name, "unavailable")
         self.batches.append(batch)
         self.log.append(f"{self.name}:{batch.last.sequence}")

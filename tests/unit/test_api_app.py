@@ -14,6 +14,7 @@ from api.cursor import CursorCodec
 from api.metrics import ApiMetrics
 from api.publish import NOT_SENT, Outcome, status_code
 from producer.kinesis_writer import THROTTLED, KinesisWriter
+from retail_stream.retries import Backoff
 from retail_stream.schema import CSV_COLUMNS, decode, event_id
 from retail_stream.settings import Settings
 from tests.unit.api_fakes import FakeDynamoDB
@@ -32,7 +33,7 @@ class Api:
         self.kinesis = kinesis or FakeKinesis()
         self.dynamodb = dynamodb or FakeDynamoDB()
         self.metrics = ApiMetrics(CollectorRegistry())
-        writer = KinesisWriter(self.kinesis, "retail", max_attempts=3, sleep=lambda s: None, rng=lambda: 0.0)
+        writer = KinesisWriter(self.kinesis, "retail", backoff=Backoff(0, 0, attempts=3), sleep=lambda s: None)
         self.app = create_app(Settings(**settings), writer, self.dynamodb, metrics=self.metrics,
                               cursors=CursorCodec("test"))
 

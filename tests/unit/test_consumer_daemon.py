@@ -121,7 +121,7 @@ def test_a_stop_the_daemon_missed_is_sent_again():
     stopping = threading.Event()
     stopping.set()
     child.send_signal(signal.SIGTERM)  # lost, as the JVM loses it in its first moments
-    assert wait_for_exit(child, stopping, grace_seconds=10, resend_seconds=0.2) == 0
+    assert wait_for_exit(child, lambda: 10 if stopping.is_set() else None, resend_seconds=0.2) == 0
 
 
 def test_a_daemon_that_will_not_stop_is_killed_after_the_grace():
@@ -135,7 +135,7 @@ def test_a_daemon_that_will_not_stop_is_killed_after_the_grace():
     stopping = threading.Event()
     stopping.set()
     started = time.monotonic()
-    assert wait_for_exit(child, stopping, grace_seconds=0.5, resend_seconds=0.1) == -signal.SIGKILL
+    assert wait_for_exit(child, lambda: 0.5 if stopping.is_set() else None, resend_seconds=0.1) == -signal.SIGKILL
     assert time.monotonic() - started < 5
 
 
@@ -146,10 +146,30 @@ def test_no_stop_asked_no_signal_sent():
 
     child = _deaf_child("never")
     stopping = threading.Event()
-    waiter = threading.Thread(target=lambda: wait_for_exit(child, stopping, resend_seconds=0.05), daemon=True)
+    waiter = threading.Thread(target=lambda: wait_for_exit(child, lambda: 28 if stopping.is_set() else None, resend_seconds=0.05), daemon=True)
     waiter.start()
     waiter.join(0.5)
     assert waiter.is_alive() and child.poll() is None
     child.kill()
     waiter.join(5)
     assert not waiter.is_alive()
+
+
+def test_readiness_goes_false_once_a_sink_refused_for_good(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from consumer.daemon import DaemonHealth, sink_refusal
+
+    refusal = tmp_path / "refused.json"
+    health = DaemonHealth(refusal)
+    health.process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        health.initialized.set()
+        assert health.ready() and sink_refusal(refusal) is None
+        refusal.write_text('{"sink": "dynamodb", "resource": "t", "error": "AccessDeniedException"}')
+        assert health.alive() and not health.ready()
+        assert sink_refusal(refusal) == {"sink": "dynamodb", "resource": "t", "error": "AccessDeniedException"}
+    finally:
+        health.process.kill()
+        health.process.wait()

@@ -2,10 +2,12 @@ import pytest
 
 from consumer.buffer import FlushPolicy, ShardBuffer
 from consumer.checkpoints import CheckpointFailed, CheckpointThrottled, LeaseLost
-from consumer.pipeline import FlushFailed, RetryPolicy, ShardPipeline
+from consumer.pipeline import FlushFailed, ShardPipeline, SinkRefused
+from retail_stream.retries import Backoff
 from tests.unit.consumer_fakes import (
     LosingCheckpointer,
     RecordingCheckpointer,
+    RecordingMetrics,
     RecordingSink,
     stream_record,
 )
@@ -31,7 +33,7 @@ def make(max_records=3, max_bytes=10**9, max_age=60.0, sinks=None, deadline=30.0
     pipeline = ShardPipeline(
         ShardBuffer("shardId-0", FlushPolicy(max_records, max_bytes, max_age)),
         sinks,
-        RetryPolicy(deadline_seconds=deadline, base_delay=0.5, max_delay=4),
+        Backoff(base=0.5, cap=4, deadline=deadline),
         clock=clock,
         sleep=clock.sleep,
     )
@@ -87,7 +89,23 @@ def test_sink_failing_past_the_deadline_never_checkpoints():
     with pytest.raises(FlushFailed):
         pipeline.receive([stream_record(1)], cp)
     assert cp.positions == []
-    assert clock.now >= 30
+    # Given up before a wait that would end past the deadline: within it, by less than the longest wait.
+    assert 30 - 4 <= clock.now < 30
+
+
+def test_a_sink_that_refuses_for_good_stops_the_batch_at_once():
+    log: list[str] = []
+    metrics = RecordingMetrics()
+    sinks = [RecordingSink("dynamodb", failures=10**6, permanent=True), RecordingSink("s3")]
+    pipeline, clock, log, _ = make(max_records=1, sinks=sinks)
+    pipeline.metrics = metrics
+    cp = RecordingCheckpointer(log)
+    with pytest.raises(SinkRefused) as info:
+        pipeline.receive([stream_record(1), stream_record(2)], cp)
+    assert (info.value.sink, info.value.resource, info.value.code) == ("dynamodb", "t", "AccessDeniedException")
+    assert log == ["dynamodb:fail"]  # one try, no sleep, no later sink, no checkpoint
+    assert clock.now == 0 and cp.positions == []
+    assert metrics.named("sink_refused") == [("dynamodb", "AccessDeniedException")]
 
 
 def test_invalid_records_are_dead_lettered_and_do_not_stop_the_shard():

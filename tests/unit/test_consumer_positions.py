@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from consumer import kpl
 from consumer.batch import Position
 from consumer.buffer import FlushPolicy, ShardBuffer
+from consumer.parse import parse
 from consumer.metrics import dead_letter_kind
 from consumer.pipeline import ShardPipeline
 from consumer.sinks.raw_zone import RawZoneSink
@@ -55,7 +56,7 @@ def shard_records():
 def read(s3: ConditionalS3, records, flush_records: int, stop_after_batches: int | None = None):
     """One worker reading `records` with this flush size; returns its checkpoints."""
     pipeline = ShardPipeline(ShardBuffer("shardId-0", FlushPolicy(flush_records, 10**9, 60)),
-                             [RawZoneSink(s3, "bucket", "raw")], clock=lambda: 0.0)
+                             [RawZoneSink(s3, "bucket", "raw", gzip_level=1)], clock=lambda: 0.0)
     checkpointer = RecordingCheckpointer()
     for record in records:
         pipeline.receive([record], checkpointer)
@@ -150,8 +151,8 @@ def corruptions() -> dict[str, bytes]:
 def test_a_corrupt_aggregate_is_dead_lettered_whole_and_named(name):
     data = corruptions()[name]
     buffer = ShardBuffer("shardId-0", FlushPolicy(10, 10**9, 60))
-    buffer.add(dataclasses.replace(stream_record(1), data=data), 0.0)
-    buffer.add(stream_record(2), 0.0)
+    for record in (dataclasses.replace(stream_record(1), data=data), stream_record(2)):
+        buffer.add(record, parse(record), 0.0)
     batch = buffer.take()
     assert [r.line for r in batch.records] == [2]
     (dead,) = batch.dead_letters

@@ -4,11 +4,22 @@ import io
 import json
 
 import pytest
+import structlog
+import structlog.testing
 
 from consumer.batch import StreamRecord
 from consumer.buffer import FlushPolicy, ShardBuffer
-from consumer.pipeline import RetryPolicy, ShardPipeline
-from consumer.record_processor import EXIT_NOT_DURABLE, RecordProcessor, kcl_process, load_action, to_stream_record
+from consumer.pipeline import ShardPipeline
+from retail_stream.retries import Backoff
+from consumer.record_processor import (
+    EXIT_NOT_DURABLE,
+    EXIT_SINK_REFUSED,
+    REFUSAL_FILE_ENV,
+    RecordProcessor,
+    kcl_process,
+    load_action,
+    to_stream_record,
+)
 from amazon_kclpy import kcl
 from tests.unit.consumer_fakes import RecordingSink, kcl_record, stream_record
 
@@ -19,7 +30,7 @@ def run(messages: list[dict], sinks, max_records=2, deadline=0.0, sleeps=None):
         return ShardPipeline(
             ShardBuffer(shard_id, FlushPolicy(max_records, 10**9, 60)),
             sinks,
-            RetryPolicy(deadline_seconds=deadline, base_delay=0),
+            Backoff(base=0, cap=0, deadline=deadline),
             sleep=(sleeps if sleeps is not None else []).append,
         )
 
@@ -78,7 +89,7 @@ def test_throttling_that_does_not_end_gives_up_after_bounded_backoff():
     # its last checkpoint; the waits grow but stay bounded.
     assert code == EXIT_NOT_DURABLE
     assert [m["action"] for m in out].count("checkpoint") == 6
-    assert len(sleeps) == 6 and sum(sleeps) < 30
+    assert len(sleeps) == 5 and sum(sleeps) < 30  # a wait between tries, none after the last
     assert {"action": "status", "responseFor": "processRecords"} not in out
 
 
@@ -145,3 +156,19 @@ def test_every_other_message_goes_the_librarys_way():
     library = kcl._IOHandler(None, None, None).load_action
     for message in (init(), ack(4), {"action": "shutdownRequested"}, {"action": "leaseLost"}):
         assert type(load_action(json.dumps(message), library)) is type(library(json.dumps(message)))
+
+
+def test_a_sink_that_refuses_for_good_ends_the_process_at_once_and_tells_the_supervisor(tmp_path, monkeypatch):
+    refusal = tmp_path / "refused.json"
+    monkeypatch.setenv(REFUSAL_FILE_ENV, str(refusal))
+    sink, sleeps = RecordingSink("dynamodb", failures=10**6, permanent=True), []
+    with structlog.testing.capture_logs() as logged:
+        out, code = run([init(), records(1, 2), ack(2)], [sink], deadline=300, sleeps=sleeps)
+    assert code == EXIT_SINK_REFUSED
+    (line,) = [e for e in logged if e["log_level"] == "error"]  # one line says it all, no traceback
+    assert (line["event"], line["sink"], line["resource"], line["error"]) == (
+        "sink_refused", "dynamodb", "t", "AccessDeniedException")
+    assert sleeps == [] and sink.log == ["dynamodb:fail"]  # not retried for the 300 s deadline
+    assert [m["action"] for m in out].count("checkpoint") == 0
+    assert {"action": "status", "responseFor": "processRecords"} not in out
+    assert json.loads(refusal.read_text()) == {"sink": "dynamodb", "resource": "t", "error": "AccessDeniedException"}

@@ -5,6 +5,7 @@ import threading
 import time
 from decimal import Decimal
 
+import psycopg2
 import pytest
 from botocore.exceptions import ClientError
 
@@ -14,8 +15,9 @@ from consumer.sinks import SinkError
 from consumer.sinks.dynamodb import DynamoDBSink, to_item, write_requests
 from consumer.sinks.raw_zone import object_key, to_ndjson_gz
 from consumer.sinks.warehouse import jsonpaths_fields, ndjson_to_copy_text
-from consumer.wiring import jsonpaths_document
+from consumer.wiring import Clients, build_sinks, jsonpaths_document
 from retail_stream.schema import Transaction, decode
+from retail_stream.settings import Settings
 from tests.unit.consumer_fakes import stream_record, transaction
 
 
@@ -61,8 +63,8 @@ def test_raw_object_key_is_deterministic_and_date_partitioned():
 
 def test_ndjson_gz_round_trips_and_is_byte_stable():
     records = (transaction(1), transaction(2, customer=None))
-    body = to_ndjson_gz(records)
-    assert body == to_ndjson_gz(records)
+    body = to_ndjson_gz(records, 1)
+    assert body == to_ndjson_gz(records, 1)
     lines = gzip.decompress(body).splitlines()
     assert [decode(line) for line in lines] == list(records)
 
@@ -100,7 +102,7 @@ def test_copy_text_applies_jsonpaths_exactly():
     record = Transaction(**{**{f: getattr(record, f) for f in record.__struct_fields__},
                             "description": "TAB\there, back\\slash\nnewline",
                             "unit_price": Decimal("0.1000")})
-    text = ndjson_to_copy_text(to_ndjson_gz((record,)), ("event_id", "description", "unit_price", "customer_id"))
+    text = ndjson_to_copy_text(to_ndjson_gz((record,), 1), ("event_id", "description", "unit_price", "customer_id"))
     assert text == f"{record.event_id}\tTAB\\there, back\\\\slash\\nnewline\t0.1000\t\\N\n"
 
 
@@ -166,3 +168,75 @@ def test_a_failed_dynamodb_call_raises_only_once_the_calls_in_flight_ended():
     with pytest.raises(SinkError):
         DynamoDBSink(client, "t", concurrency=4).write(Batch("s", records, (), Position("1"), Position("500"), 0))
     assert client.in_flight == 0 and client.started == client.ended < 20  # no call left behind, none started after
+
+
+class Refusing:
+    """A client whose every call raises `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __getattr__(self, name):
+        def call(**kwargs):
+            raise self.error
+        return call
+
+
+def aws_error(code: str, status: int) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                       "Call")
+
+
+def sinks_over(s3, dynamodb, connect):
+    return build_sinks(Settings(), Clients(s3=s3, dynamodb=dynamodb, connect_warehouse=connect))
+
+
+@pytest.mark.parametrize(("error", "is_permanent"), [
+    (aws_error("AccessDeniedException", 400), True),
+    (aws_error("ResourceNotFoundException", 400), True),
+    (aws_error("ProvisionedThroughputExceededException", 400), False),
+    (aws_error("InternalServerError", 500), False),
+])
+def test_a_dynamodb_error_says_whether_a_retry_can_help_and_names_the_table(error, is_permanent):
+    sink = sinks_over(None, Refusing(error), None).dynamodb
+    with pytest.raises(SinkError) as info:
+        sink.write(batch([transaction(1)]))
+    assert info.value.permanent is is_permanent
+    assert (info.value.sink, info.value.resource) == ("dynamodb", "retail-transactions")
+    assert info.value.code == error.response["Error"]["Code"]
+
+
+@pytest.mark.parametrize(("error", "is_permanent"), [
+    (aws_error("NoSuchBucket", 404), True),
+    (aws_error("AccessDenied", 403), True),
+    (aws_error("SlowDown", 503), False),
+])
+def test_a_raw_zone_error_says_whether_a_retry_can_help_and_names_the_object(error, is_permanent):
+    sink = sinks_over(Refusing(error), None, None).raw_zone
+    b = batch([transaction(1)])
+    with pytest.raises(SinkError) as info:
+        sink.write(b)
+    assert info.value.permanent is is_permanent
+    assert info.value.resource == f"s3://retail-raw/{sink.key_for(b)}"
+
+
+def test_a_dead_letter_put_to_a_missing_bucket_is_permanent():
+    sink = sinks_over(Refusing(aws_error("NoSuchBucket", 404)), None, None).dead_letters
+    with pytest.raises(SinkError) as info:
+        sink.write(batch([], dead=[DeadLetter(stream_record(1, data=b"x"), "not JSON")]))
+    assert info.value.permanent and info.value.resource.startswith("s3://retail-raw/dead-letter/")
+
+
+@pytest.mark.parametrize(("error", "is_permanent"), [
+    (psycopg2.OperationalError('FATAL:  password authentication failed for user "retail"'), True),
+    (psycopg2.OperationalError("could not connect to server: Connection refused"), False),
+])
+def test_a_warehouse_connection_error_says_whether_a_retry_can_help(error, is_permanent):
+    def connect():
+        raise error
+
+    sink = sinks_over(None, None, connect).warehouse
+    with pytest.raises(SinkError) as info:
+        sink.write(batch([transaction(1)]))
+    assert info.value.permanent is is_permanent
+    assert (info.value.sink, info.value.resource) == ("warehouse", "retail.transactions")

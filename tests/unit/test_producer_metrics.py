@@ -1,9 +1,10 @@
+import dataclasses
 import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from producer.kinesis_writer import THROTTLED, KinesisWriter
+from producer.kinesis_writer import PUT_RECORDS_BACKOFF, THROTTLED, KinesisWriter
 from producer.metrics import ProducerMetrics, reject_kind
 from retail_stream.metrics_server import MetricsServer
 from tests.unit.test_producer_writer import FakeKinesis, Sleeps, entries
@@ -13,7 +14,8 @@ def test_writer_counts_calls_failures_retries_throttles_and_bytes():
     registry = CollectorRegistry()
     fake = FakeKinesis([{1: THROTTLED, 3: "InternalFailure", 4: THROTTLED}, {1: THROTTLED}])
     batch = entries(6)
-    writer = KinesisWriter(fake, "retail", sleep=Sleeps(), rng=lambda: 0.5, metrics=ProducerMetrics(registry))
+    writer = KinesisWriter(fake, "retail", backoff=dataclasses.replace(PUT_RECORDS_BACKOFF, rng=lambda: 0.5), sleep=Sleeps(),
+                           metrics=ProducerMetrics(registry))
     writer.put_batch(batch)
     value = registry.get_sample_value
     assert value("retail_producer_put_records_calls_total") == 3

@@ -9,6 +9,7 @@ import pytest
 
 from producer.csv_source import SourceError
 from producer.kinesis_writer import THROTTLED, DeliveryError, KinesisWriter
+from retail_stream.retries import Backoff
 from producer.pacing import RateLimiter, TimelinePacer
 from producer.replay import Replay, RejectsFile, Source, default_rejects_path, pass_source_id
 from retail_stream.schema import CSV_COLUMNS, decode, event_id
@@ -36,7 +37,7 @@ def csv_path(tmp_path: Path) -> Path:
 
 
 def replay(csv_path, fake, rejects_path, **options):
-    writer = options.pop("writer", None) or KinesisWriter(fake, "retail", sleep=lambda s: None, rng=lambda: 0.0)
+    writer = options.pop("writer", None) or KinesisWriter(fake, "retail", sleep=lambda s: None)
     with RejectsFile(rejects_path) as rejects:
         run = Replay([Source(csv_path, options.pop("source_id", csv_path.name), rejects)], writer, **options)
         return run.run()
@@ -132,7 +133,7 @@ def test_retries_show_in_the_summary(csv_path, tmp_path):
 
 def test_a_delivery_error_stops_the_replay_with_the_summary_so_far(csv_path, tmp_path):
     fake = FakeKinesis([{}] + [{0: THROTTLED}] * 5)
-    writer = KinesisWriter(fake, "retail", max_attempts=3, sleep=lambda s: None)
+    writer = KinesisWriter(fake, "retail", backoff=Backoff(0, 0, attempts=3), sleep=lambda s: None)
     with RejectsFile(tmp_path / "r.jsonl") as rejects:
         run = Replay([Source(csv_path, "sample.csv", rejects)], writer, rate=RateLimiter(
             20, burst=2, clock=FakeClock(), sleep=lambda s: None))

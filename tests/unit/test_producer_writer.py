@@ -7,7 +7,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from producer.batching import Entry
-from producer.kinesis_writer import THROTTLED, DeliveryError, KinesisWriter, backoff_delay
+from producer.kinesis_writer import THROTTLED, DeliveryError, KinesisWriter
+from retail_stream.retries import Backoff
 
 
 class FakeKinesis:
@@ -53,8 +54,8 @@ def entries(n: int) -> list[Entry]:
 
 def writer(fake, *, max_attempts=5, rng=lambda: 0.5, base_delay=0.1, max_delay=1.0, sleep=None):
     return KinesisWriter(
-        fake, "retail", max_attempts=max_attempts, base_delay=base_delay, max_delay=max_delay,
-        sleep=sleep if sleep is not None else Sleeps(), rng=rng,
+        fake, "retail", backoff=Backoff(base=base_delay, cap=max_delay, attempts=max_attempts, rng=rng),
+        sleep=sleep if sleep is not None else Sleeps(),
     )
 
 
@@ -92,14 +93,6 @@ def test_only_refused_entries_are_retried_in_their_original_order():
     assert w.stats.throttled == 2 + 1
     assert w.stats.calls == 3 and w.stats.records_sent == 6
     assert sleeps == [pytest.approx(0.5 * 0.1), pytest.approx(0.5 * 0.2)]
-
-
-def test_backoff_is_exponential_with_full_jitter_and_capped():
-    assert [backoff_delay(a, 0.1, 1.0, lambda: 1.0) for a in range(1, 7)] == pytest.approx(
-        [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
-    )
-    assert backoff_delay(3, 0.1, 1.0, lambda: 0.0) == 0.0
-    assert backoff_delay(30, 0.1, 1.0, lambda: 0.25) == pytest.approx(0.25)
 
 
 def test_delivery_error_after_the_last_attempt_names_what_failed():

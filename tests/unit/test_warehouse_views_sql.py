@@ -29,7 +29,7 @@ VIEWS = [
 # Every function the views call, each one documented for Redshift (SQL functions reference).
 REDSHIFT_FUNCTIONS = {
     exp.Sum, exp.Count, exp.Min, exp.Max, exp.Cast, exp.Coalesce, exp.Case, exp.If, exp.Nullif, exp.Round,
-    exp.Rank,
+    exp.Rank, exp.RowNumber,
 }
 # PostgreSQL-only syntax, in the source text (sqlglot would silently normalise some of it).
 POSTGRES_ONLY = {

@@ -1,1 +1,0 @@
-retail_stream/sql
