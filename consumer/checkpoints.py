@@ -11,10 +11,11 @@ import time
 from typing import Callable, Protocol
 
 from retail_stream.retries import Backoff
+from retail_stream.settings import Settings
 
-# The lease table throttling a checkpoint passes in seconds: 6 tries in all,
-# waits of 0.2-0.4 s doubling to 3.2-6.4 s (about 12 s at most in all).
-CHECKPOINT_BACKOFF = Backoff(base=0.4, cap=6.4, jitter=0.5, attempts=6)
+# The lease table throttling a checkpoint passes in seconds: CHECKPOINT_ATTEMPTS
+# tries in all (6), waits of 0.2-0.4 s doubling to 3.2-6.4 s (at most 12.4 s in all).
+CHECKPOINT_BACKOFF = Backoff(base=0.4, cap=6.4, jitter=0.5, attempts=Settings.checkpoint_attempts)
 
 
 class CheckpointThrottled(Exception):

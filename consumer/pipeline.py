@@ -21,6 +21,7 @@ from consumer.metrics import NoMetrics, PipelineMetrics, dead_letter_kind
 from consumer.parse import parse
 from consumer.sinks import Sink, SinkError
 from retail_stream.retries import Backoff
+from retail_stream.settings import Settings
 
 log = structlog.get_logger("consumer.pipeline")
 
@@ -39,9 +40,9 @@ class SinkRefused(Exception):
         self.sink, self.resource, self.code = error.sink, error.resource, error.code
 
 
-# A failing sink: waits from up to 0.5 s doubling to 20 s, full jitter, for
-# FLUSH_RETRY_SECONDS (the deadline the wiring sets).
-SINK_BACKOFF = Backoff(base=0.5, cap=20.0, deadline=300.0)
+# A failing sink: waits from up to 0.5 s doubling to 20 s, full jitter, until
+# FLUSH_RETRY_SECONDS (the wiring gives the configured deadline).
+SINK_BACKOFF = Backoff(base=0.5, cap=20.0, deadline=Settings.flush_retry_seconds)
 
 
 class ShardPipeline:

@@ -25,6 +25,7 @@ from producer.destinations import Refusal
 from producer.kinesis_writer import THROTTLED, DeliveryError, FailedEntry, WriterStats
 from producer.metrics import NoProducerMetrics, ProducerMetrics
 from retail_stream.retries import Backoff
+from retail_stream.settings import Settings
 from retail_stream.schema import CSV_COLUMNS, InvalidRecord
 
 log = structlog.get_logger(__name__)
@@ -36,8 +37,8 @@ MAX_REQUEST_BYTES = 1024 * 1024
 # load balancer's answers while the API restarts.
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)
-# 8 requests in all, waits from up to 0.2 s doubling to 10 s.
-API_BACKOFF = Backoff(base=0.2, cap=10.0, attempts=8)
+# PUT_RECORDS_ATTEMPTS requests in all (8; --max-attempts), waits from up to 0.2 s doubling to 10 s.
+API_BACKOFF = Backoff(base=0.2, cap=10.0, attempts=Settings.put_records_attempts)
 
 
 @dataclass(frozen=True)

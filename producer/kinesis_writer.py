@@ -22,13 +22,14 @@ from producer.batching import Entry
 from producer.metrics import NoProducerMetrics, ProducerMetrics
 from retail_stream import retries
 from retail_stream.retries import Backoff
+from retail_stream.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 THROTTLED = "ProvisionedThroughputExceededException"
 
-# Refused entries: 8 calls in all, waits from up to 0.1 s doubling to 5 s.
-PUT_RECORDS_BACKOFF = Backoff(base=0.1, cap=5.0, attempts=8)
+# Refused entries: PUT_RECORDS_ATTEMPTS calls in all (8), waits from up to 0.1 s doubling to 5 s.
+PUT_RECORDS_BACKOFF = Backoff(base=0.1, cap=5.0, attempts=Settings.put_records_attempts)
 
 
 @dataclass(frozen=True)
