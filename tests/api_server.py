@@ -13,7 +13,7 @@ from typing import Iterator, Mapping
 
 import httpx
 
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 START_TIMEOUT_SECONDS = 30
 

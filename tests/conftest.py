@@ -5,29 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
 from retail_stream.settings import Settings
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free ports: the sockets are held together, so the kernel
-    cannot hand the same port out twice."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
+from tests.support.ports import free_ports
 
 
 def start_stack(state_dir: Path):

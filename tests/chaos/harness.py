@@ -25,7 +25,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import psycopg2
 from psycopg2 import sql
@@ -37,7 +37,9 @@ from retail_stream import aws
 from retail_stream.settings import Settings
 from tests.chaos.proxy import FaultProxy, Rule
 from local_stack.stack import LocalStack
-from tests.conftest import free_port, running_stack
+from tests.conftest import running_stack
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 CSV = Path(__file__).resolve().parents[2] / "data" / "TestSample.csv"
 LONG = os.environ.get("CHAOS_SCALE", "short") == "long"
@@ -48,17 +50,6 @@ REPORT_FILE = os.environ.get("CHAOS_REPORT_FILE")
 def scaled(short, long):
     """The short figure in `make test`, the long one in `make chaos`."""
     return long if LONG else short
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def expected_ids(source_id: str, passes: int) -> set[str]:
@@ -287,6 +278,16 @@ class Rig:
         client = aws.client("dynamodb", self.settings)
         items = client.scan(TableName=self.settings.kcl_application_name)["Items"]
         return {i["leaseKey"]["S"]: i.get("leaseOwner", {}).get("S") for i in items}
+
+    def workers_reporting(self) -> set[str]:
+        """The workers whose KCL 3 worker metrics are in their table: those the
+        leader counts when it assigns leases."""
+        client = aws.client("dynamodb", self.settings)
+        try:
+            items = client.scan(TableName=f"{self.settings.kcl_application_name}-WorkerMetricStats")["Items"]
+        except client.exceptions.ResourceNotFoundException:
+            return set()  # no worker has reported yet
+        return {i["wid"]["S"] for i in items}
 
     def drained(self) -> bool:
         """Every shard checkpointed at its last delivered position, sub-sequence

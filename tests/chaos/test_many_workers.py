@@ -16,17 +16,13 @@ import pytest
 
 from local_stack import census
 from retail_stream import aws
-from tests.chaos.harness import Rule, expected_ids, open_rig, scaled, source_ids, summary, wait_until
+from tests.chaos.harness import Rule, expected_ids, scaled, source_ids, summary
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
-
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory):
-    with open_rig(tmp_path_factory.mktemp("chaos-many")) as rig:
-        rig.worker("w1")
-        wait_until(lambda: set(rig.lease_owners().values()) == {"w1"}, 120, "w1 to hold every lease")
-        yield rig
+# The rig (tests/chaos/conftest.py): w1 started, and holding every lease, before the first test.
+RIG_OPTIONS = {"folder": "chaos-many", "first_worker_holds_every_lease": True}
 
 
 def owners_seen(rig, seen: list, predicate, timeout: float, what: str):
@@ -39,6 +35,12 @@ def owners_seen(rig, seen: list, predicate, timeout: float, what: str):
     return wait_until(check, timeout, what, every=0.5)
 
 
+def lease_of_a_worker_but_the_leader(rig) -> tuple[str, str] | None:
+    """(a shard, its owner) of a lease held by a worker that is not the leader, or None."""
+    leader, owners = rig.leader(), rig.lease_owners()
+    return next(((shard, owner) for shard, owner in owners.items() if owner not in (leader, None)), None)
+
+
 def test_workers_join_and_leave_while_data_flows(rig):
     source, passes = "chaos-rebalance", scaled(15, 60)
     seen: list[dict] = []
@@ -47,7 +49,10 @@ def test_workers_join_and_leave_while_data_flows(rig):
     rig.worker("w2")
     owners_seen(rig, seen, lambda o: set(o.values()) == {"w1", "w2"}, 90, "w2 to be given a lease")
     rig.worker("w3")
-    time.sleep(5)  # three workers, two shards: one of them waits
+    # Three workers, two shards: one of them waits. w3 has joined once the
+    # leader can count it (its worker metrics reported) and every lease is held.
+    wait_until(lambda: "w3" in rig.workers_reporting() and None not in rig.lease_owners().values(), 60,
+               "w3 to report its worker metrics, every lease held")
     leader = rig.leader()
     # Stop every worker but the leader, while the producer still writes.
     for name in ("w2", "w3"):
@@ -74,19 +79,17 @@ def test_a_frozen_worker_wakes_as_a_zombie(rig):
     # The leader moves leases about by throughput; freeze a worker that is not
     # the leader while it holds a lease, trying again if the lease moved first.
     for _ in range(10):
-        leader, owners = rig.leader(), rig.lease_owners()
-        shard = next((s for s, owner in owners.items() if owner not in (leader, None)), None)
-        if shard is not None:
-            zombie = rig.workers[owners[shard]]
-            zombie.freeze()  # supervisor, JVM and record processors
-            frozen = time.monotonic()
-            frozen_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as logged
-            if rig.lease_owners()[shard] == zombie.name:
-                break
-            zombie.thaw()
-        time.sleep(1)
+        shard, owner = wait_until(lambda: lease_of_a_worker_but_the_leader(rig), 30,
+                                  "a worker but the leader to hold a lease")
+        zombie = rig.workers[owner]
+        zombie.freeze()  # supervisor, JVM and record processors
+        frozen = time.monotonic()
+        frozen_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # as logged
+        if rig.lease_owners()[shard] == zombie.name:
+            break
+        zombie.thaw()
     else:
-        raise AssertionError("no worker but the leader held a lease to freeze")
+        raise AssertionError("the lease moved each time its worker was frozen")
     try:
         wait_until(lambda: rig.lease_owners()[shard] not in (zombie.name, None), 90,
                    "another worker to take the frozen worker's lease")

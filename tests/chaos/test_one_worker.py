@@ -14,16 +14,18 @@ import pytest
 
 from consumer.daemon import EXIT_SINK_REFUSED
 from local_stack import census
-from tests.chaos.harness import Rule, expected_ids, open_rig, scaled, source_ids, summary, wait_until
+from tests.chaos.harness import Rule, expected_ids, scaled, source_ids, summary
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
+# The rig (tests/chaos/conftest.py): one worker, w1, started for the module.
+RIG_OPTIONS = {"folder": "chaos-one"}
 
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory):
-    with open_rig(tmp_path_factory.mktemp("chaos-one")) as rig:
-        rig.worker("w1")
-        yield rig
+
+def wait_for_a_batch(worker, written_before: int, what: str) -> None:
+    """Until the worker has written a batch beyond the first `written_before`."""
+    wait_until(lambda: len(worker.events("batch_written")) > written_before, 60, what)
 
 
 def test_sigkill_again_and_again(rig):
@@ -38,7 +40,7 @@ def test_sigkill_again_and_again(rig):
             rig.proxy.inject(Rule("mid-flush", "hold", "s3", "PutObject", target=f"/{rig.settings.s3_raw_prefix}/"))
             rig.proxy.wait_fired("mid-flush")
         else:
-            time.sleep(rng.uniform(0.5, 5))
+            time.sleep(rng.uniform(0.5, 5))  # the fault's own timing: kills at random moments of the replay
         worker.kill()
         rig.proxy.clear()  # the held write lands late, after its sender died
         worker = rig.worker("w1")
@@ -52,8 +54,10 @@ def test_sigkill_again_and_again(rig):
 def test_sigterm_flushes_checkpoints_and_exits_in_time(rig):
     source, passes = "chaos-sigterm", scaled(2, 10)
     worker = rig.worker("w1")
+    written = len(worker.events("batch_written"))
     producer = rig.producer(source, passes, "--rate", "300")
-    time.sleep(3)
+    # Stopped mid-replay: once it has written (and so will checkpoint) a batch of this replay.
+    wait_for_a_batch(worker, written, "w1 to write a batch of the replay before the SIGTERM")
     code, seconds = worker.stop()
     assert code == 0 and seconds < 30, (code, seconds)  # inside ECS's default stop timeout
     at_stop = rig.checkpoints()
@@ -75,13 +79,22 @@ def test_warehouse_down_for_30_seconds(rig):
     source, passes, outage = "chaos-pg-down", scaled(2, 6), 30
     worker = rig.worker("w1")
     pid, retries_before = worker.process.pid, len(worker.events("sink_retry"))
+    written = len(worker.events("batch_written"))
     producer = rig.producer(source, passes, "--rate", "300")
-    time.sleep(2)
+    # Stopped while the replay flows: once a batch of it has reached the warehouse.
+    wait_for_a_batch(worker, written, "w1 to write a batch of the replay before the outage")
     rig.stack.postgres.stop()
+    stopped = time.monotonic()
     try:
-        time.sleep(5)  # a flush in progress when it stopped may still checkpoint
+        # A flush in progress when it stopped may still checkpoint: the
+        # checkpoints are taken once every shard's flush has met the outage.
+        shards = set(rig.checkpoints())
+        wait_until(lambda: {e["shard_id"] for e in worker.events("sink_retry")[retries_before:]
+                            if e["sink"] == "warehouse"} >= shards, outage - 5,
+                   "every shard's flush to retry the warehouse")
         frozen = rig.checkpoints()
-        time.sleep(outage - 5)
+        # The rest of the outage: its length is the fault itself, a duration.
+        time.sleep(max(0.0, outage - (time.monotonic() - stopped)))
         # Nothing can be durable in the warehouse, so no checkpoint may move.
         assert rig.checkpoints() == frozen
     finally:
@@ -121,6 +134,7 @@ def test_dynamodb_and_s3_failing_and_throttling(rig):
     started = time.monotonic()
     wait_until(lambda: all(r["fired"] for r in rig.proxy.stats()["rules"] if r["times"]), 120,
                "every kind of fault to fire")
+    # The rest of the window: its length is the fault itself, a duration.
     time.sleep(max(0.0, window - (time.monotonic() - started)))
     fired = {r["name"]: r["fired"] for r in rig.proxy.stats()["rules"]}
     rig.proxy.clear()

@@ -4,26 +4,27 @@ checkpoints SHARD_END) before it reads the children."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from retail_stream import aws
-from tests.chaos.harness import expected_ids, open_rig, scaled, source_ids, summary, wait_until
+from tests.chaos.harness import expected_ids, scaled, source_ids, summary
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 
-
-@pytest.fixture(scope="module")
-def rig(tmp_path_factory):
-    with open_rig(tmp_path_factory.mktemp("chaos-reshard")) as rig:
-        rig.worker("w1")
-        yield rig
+# The rig (tests/chaos/conftest.py): one worker, w1, started for the module.
+RIG_OPTIONS = {"folder": "chaos-reshard"}
 
 
 def open_shards(kinesis, stream: str) -> list[dict]:
     shards = kinesis.list_shards(StreamName=stream)["Shards"]
     return [s for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]]
+
+
+def consumed(rig, *shard_ids: str) -> bool:
+    """Whether the worker has checkpointed a record of each shard (not just its start, nor its end)."""
+    checkpoints = rig.checkpoints()
+    return all((checkpoints.get(s) or "").isdigit() for s in shard_ids)
 
 
 def test_split_and_merge_mid_stream(rig):
@@ -32,15 +33,20 @@ def test_split_and_merge_mid_stream(rig):
     stream = rig.settings.stream_name
     worker = rig.worker("w1")
     producer = rig.producer(source, passes, "--rate", "300")
-    time.sleep(4)
     parent = open_shards(kinesis, stream)[0]
+    # Split mid-stream: once the worker has consumed (checkpointed) the parent's records of the replay.
+    wait_until(lambda: consumed(rig, parent["ShardId"]), 60, "w1 to checkpoint records of the shard to split")
     low, high = (int(parent["HashKeyRange"][k]) for k in ("StartingHashKey", "EndingHashKey"))
     kinesis.split_shard(StreamName=stream, ShardToSplit=parent["ShardId"], NewStartingHashKey=str((low + high) // 2))
-    time.sleep(4)
+    wait_until(lambda: parent["ShardId"] not in {s["ShardId"] for s in open_shards(kinesis, stream)}, 30,
+               "the split to close the parent")
     # Merge two adjacent open shards: a child of the split and its neighbour.
     shards = sorted(open_shards(kinesis, stream), key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
     first, second = next((a, b) for a, b in zip(shards, shards[1:])
                          if int(a["HashKeyRange"]["EndingHashKey"]) + 1 == int(b["HashKeyRange"]["StartingHashKey"]))
+    # Merged mid-stream: once the worker has consumed records of both (the parent drained to its end first).
+    wait_until(lambda: consumed(rig, first["ShardId"], second["ShardId"]), 60,
+               "w1 to checkpoint records of both shards to merge")
     kinesis.merge_shards(StreamName=stream, ShardToMerge=first["ShardId"], AdjacentShardToMerge=second["ShardId"])
     assert producer.poll() is None, "the producer should still be writing: make the replay longer"
     summary(producer)

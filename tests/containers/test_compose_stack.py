@@ -23,8 +23,8 @@ from local_stack import census
 from local_stack.demo import count_source_rows
 from retail_stream import aws
 from retail_stream.settings import Settings
-from tests.conftest import free_ports
 from tests.containers.compose import ComposeStack, Podman, Project
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.container
 

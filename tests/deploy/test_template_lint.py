@@ -132,11 +132,13 @@ def environment(definition: dict) -> dict[str, str]:
 # --- linters ----------------------------------------------------------------------
 
 
+@pytest.mark.tools  # runs an external linter
 def test_cfn_lint_finds_nothing_not_even_informational():
     result = run(BIN / "cfn-lint", TEMPLATE, "--format", "parseable", "--include-checks", "I")
     assert (result.returncode, result.stdout) == (0, ""), result.stdout + result.stderr
 
 
+@pytest.mark.tools  # runs an external linter
 def test_checkov_fails_no_check(checkov_report):
     results = checkov_report["results"]
     failed = [(c["check_id"], c["resource"], c["check_name"]) for c in results["failed_checks"]]
@@ -145,6 +147,7 @@ def test_checkov_fails_no_check(checkov_report):
     assert checkov_report["summary"]["passed"] > 50  # it really scanned the resources
 
 
+@pytest.mark.tools  # runs an external linter
 def test_every_checkov_skip_is_justified_in_the_template_and_still_needed(template, checkov_report):
     declared = {
         (f"{spec['Type']}.{name}", skip["id"]): skip.get("comment", "")
@@ -156,6 +159,7 @@ def test_every_checkov_skip_is_justified_in_the_template_and_still_needed(templa
     assert skipped == set(declared)
 
 
+@pytest.mark.tools  # runs an external linter
 def test_parliament_finds_nothing_beyond_the_accepted(template, tmp_path):
     policies = identity_policies(template)
     policies["Bucket.policy"] = Renderer(template).render(

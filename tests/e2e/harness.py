@@ -7,23 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from local_stack import census
 from retail_stream import aws
 from retail_stream.settings import Settings
-from tests.conftest import free_ports
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+from tests.support.ports import free_ports
 
 
 class Pipeline:

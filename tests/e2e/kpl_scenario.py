@@ -20,8 +20,9 @@ from pathlib import Path
 from local_stack import census
 from retail_stream import aws, logs
 from tests.conftest import running_stack
-from tests.e2e.harness import Pipeline, wait_until
+from tests.e2e.harness import Pipeline
 from tests.e2e.test_foreign_producers import Sinks, put_with_aws_kinesis_agg, rows
+from tests.support.waiting import wait_until
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                 started = time.monotonic()
                 aggregates = put_with_aws_kinesis_agg(kinesis, pipeline.settings.stream_name, records,
                                                       args.aggregate_bytes)
-                wait_until(pipeline.drained, 3600, "every shard checkpointed at its last user record")
+                wait_until(pipeline.drained, 3600, "every shard checkpointed at its last user record",
+                           every=1)
                 seconds = time.monotonic() - started
                 sinks = Sinks(pipeline.settings, sources)
                 dynamodb, warehouse, raw = sinks.dynamodb(), sinks.warehouse(), sinks.raw_zone()

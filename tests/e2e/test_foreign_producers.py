@@ -31,7 +31,8 @@ from producer.csv_source import valid_records
 from retail_stream import aws
 from retail_stream.schema import Transaction, encode
 from tests.conftest import running_stack
-from tests.e2e.harness import Pipeline, wait_until
+from tests.e2e.harness import Pipeline
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -166,7 +167,7 @@ def test_aggregated_and_plain_records_on_one_stream_each_land_once(pipeline):
         kinesis.put_record(StreamName=stream, Data=data, PartitionKey=f"corrupt-{n}")
     assert aggregates < len(library) / 10 and ours["sent"] == len(plain)
 
-    wait_until(pipeline.drained, 300, "the consumer to checkpoint every shard's last user record")
+    wait_until(pipeline.drained, 300, "the consumer to checkpoint every shard's last user record", every=1)
     sources = ["kpl-library.csv", "plain.csv", "awscli.csv", "ours.csv"]
     expected = {r.event_id for source in sources for r in rows(source)}
     Sinks(pipeline.settings, sources).assert_every_row(expected)
@@ -214,7 +215,8 @@ def test_a_windows_export_and_an_online_retail_ii_file_land_whole(pipeline):
         summary = pipeline.produce(str(copy), "--rejects", str(pipeline.tmp / f"rejects-{name}.jsonl"))
         expected = valid_records(twin, name)
         assert (summary["sent"], summary["rows"]) == (len(expected), 1002)
-        wait_until(pipeline.drained, 300, "the consumer to checkpoint every shard's last user record")
+        wait_until(pipeline.drained, 300, "the consumer to checkpoint every shard's last user record",
+                   every=1)
         Sinks(pipeline.settings, [name]).assert_every_row({r.event_id for r in expected})
         with psycopg2.connect(pipeline.settings.warehouse_dsn) as conn, conn.cursor() as cur:
             cur.execute("SELECT description FROM retail.transactions WHERE source = %s AND description LIKE %s "
@@ -234,5 +236,5 @@ def test_any_flush_size_cuts_aggregates_without_loss(pipeline, flush_records):
     source = f"kpl-flush-{flush_records}.csv"
     records = rows(source)[:300] if flush_records == "1" else rows(source)
     put_with_aws_kinesis_agg(kinesis, pipeline.settings.stream_name, records, max_size=20_000)
-    wait_until(pipeline.drained, 300, "the consumer to checkpoint every shard's last user record")
+    wait_until(pipeline.drained, 300, "the consumer to checkpoint every shard's last user record", every=1)
     Sinks(pipeline.settings, [source]).assert_every_row({r.event_id for r in records})

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from local_stack import census
-from tests.conftest import free_ports, running_stack
+from tests.conftest import running_stack
+from tests.support.ports import free_ports
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -31,16 +33,6 @@ def get(url: str) -> tuple[int, str]:
         return exc.code, ""
     except OSError:
         return 0, ""
-
-
-def poll(predicate, timeout: float, what: str, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +54,10 @@ def observed(tmp_path_factory):
                                     stdout=log, stderr=log)
         state = {"stack": stack, "consumer_url": f"http://127.0.0.1:{consumer_port}", "consumer": consumer}
         try:
-            poll(lambda: get(f"{state['consumer_url']}/readyz")[0] == 200, 240, "the consumer to be ready")
-            poll(lambda: stack.prometheus.value("sum(retail_consumer_leases_held)") == 2, 120,
-                 "Prometheus to see both leases held")
+            wait_until(lambda: get(f"{state['consumer_url']}/readyz")[0] == 200, 240,
+                       "the consumer to be ready", every=1)
+            wait_until(lambda: stack.prometheus.value("sum(retail_consumer_leases_held)") == 2, 120,
+                       "Prometheus to see both leases held", every=1)
             producer = subprocess.Popen(
                 [sys.executable, "-m", "producer", str(CSV), "--loop", str(PASSES), "--rate", "500",
                  "--metrics-port", str(producer_port), "--linger", "8",
@@ -94,17 +87,18 @@ def test_lag_is_reported_per_shard_and_rises_while_the_producer_outpaces_the_con
 def test_lag_falls_to_zero_when_the_consumer_drains(observed):
     prometheus = observed["stack"].prometheus
     sent = observed["produced"]["sent"]
-    poll(lambda: prometheus.value("sum(retail_consumer_records_processed_total)") == sent, 240,
-         "Prometheus to see every record processed")
-    poll(lambda: prometheus.value("max(retail_consumer_millis_behind_latest)") == 0, 30, "the lag to reach zero")
+    wait_until(lambda: prometheus.value("sum(retail_consumer_records_processed_total)") == sent, 240,
+               "Prometheus to see every record processed", every=1)
+    wait_until(lambda: prometheus.value("max(retail_consumer_millis_behind_latest)") == 0, 30,
+               "the lag to reach zero", every=1)
 
 
 def test_per_sink_counters_equal_the_rows_in_the_sinks(observed):
     prometheus = observed["stack"].prometheus
     settings = observed["stack"].settings()
     sent = observed["produced"]["sent"]
-    poll(lambda: prometheus.value('retail_consumer_records_written_total{sink="warehouse"}') == sent, 240,
-         "the warehouse counter to be scraped at its final value")
+    wait_until(lambda: prometheus.value('retail_consumer_records_written_total{sink="warehouse"}') == sent,
+               240, "the warehouse counter to be scraped at its final value", every=1)
     found = census.take(settings)
     written = {s["metric"]["sink"]: float(s["value"][1])
                for s in prometheus.query("sum by (sink) (retail_consumer_records_written_total)")}

@@ -24,8 +24,9 @@ from retail_stream import aws
 from retail_stream.schema import InvalidRecord, event_id, parse_row
 from tests.api_server import running_api
 from tests.conftest import running_stack
-from tests.e2e.harness import Pipeline, wait_until
+from tests.e2e.harness import Pipeline
 from tests.report_oracle import amount, expected_views, kind, read_views
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +53,7 @@ def pipeline(tmp_path_factory):
         try:
             p.first_replay = p.produce(str(CSV), "--rejects", str(tmp / "rejects.jsonl"))
             p.start_consumer()
-            wait_until(p.drained, 300, "the consumer to checkpoint every shard's last record")
+            wait_until(p.drained, 300, "the consumer to checkpoint every shard's last record", every=1)
             p.first = census.take(p.settings)
             yield p
         finally:
@@ -145,7 +146,7 @@ def test_a_second_replay_changes_no_row_count(pipeline):
     before = census.take(pipeline.settings)
     again = pipeline.produce(str(CSV), "--rejects", str(pipeline.tmp / "rejects-2.jsonl"))
     assert again["sent"] == pipeline.first_replay["sent"]
-    wait_until(pipeline.drained, 180, "the replayed records to be checkpointed")
+    wait_until(pipeline.drained, 180, "the replayed records to be checkpointed", every=1)
     after = census.take(pipeline.settings)
     assert after.kinesis_records == before.kinesis_records + again["sent"]
     assert after.dynamodb_items == before.dynamodb_items
@@ -169,7 +170,7 @@ def test_a_csv_through_the_http_api_reaches_every_sink(pipeline):
                             headers={"Content-Type": "text/csv"}, timeout=60).json()
         assert (replayed["sent"], replayed["rejected"], replayed["api"]) == (len(valid), invalid, url)
         assert (posted["accepted"], posted["rejected"], posted["failed"]) == (len(valid), invalid, 0)
-        wait_until(pipeline.drained, 180, "the API's records to be checkpointed")
+        wait_until(pipeline.drained, 180, "the API's records to be checkpointed", every=1)
 
         invoices = {event_id(source, r.line): r.invoice_no for source in API_SOURCES for r in valid.values()}
         assert {r["event_id"] for r in posted["results"] if r["status"] == "accepted"} <= invoices.keys()

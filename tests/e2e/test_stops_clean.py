@@ -8,6 +8,7 @@ with an environment of its own, by its cluster's folder."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,12 +24,14 @@ import pytest
 from local_stack.postgres import PostgresServer
 from local_stack.services import CONSUMER_STOP_TIMEOUT_SECONDS
 from local_stack.stack import project_dir
-from tests.conftest import free_ports
+from tests.support.ports import free_ports
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
 TAG = "RETAIL_STOP_TEST_TAG"
 START_TIMEOUT_SECONDS = 120
+EXIT_GRACE_SECONDS = 5  # for a process the command stopped to be gone, after the command's exit
 PY = sys.executable
 
 
@@ -67,11 +70,14 @@ def postmasters(state_dir: Path) -> list[tuple[int, str]]:
 
 
 def wait_for(tag: str, marker: str, command: subprocess.Popen) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not any(marker in cmdline for _, cmdline in tagged(tag)):
-        assert command.poll() is None, f"the command ended (status {command.returncode}) before {marker!r} ran"
-        assert time.monotonic() < deadline, f"{marker!r} never ran; running: {tagged(tag)}"
-        time.sleep(0.05)
+    """Until the marker's process runs; an AssertionError if the command ends first."""
+    def ran() -> str | None:
+        if any(marker in cmdline for _, cmdline in tagged(tag)):
+            return "ran"
+        return "ended" if command.poll() is not None else None
+
+    outcome = wait_until(ran, START_TIMEOUT_SECONDS, f"{marker!r} to run", every=0.05)
+    assert outcome == "ran", f"the command ended (status {command.returncode}) before {marker!r} ran"
 
 
 @dataclass(frozen=True)
@@ -137,9 +143,14 @@ def run_and_stop(case: Case, root: Path) -> Outcome:
         finally:
             if command.poll() is None:
                 os.killpg(command.pid, signal.SIGKILL)
-    time.sleep(0.5)  # a grandchild reparented to init may still be exiting
-    return Outcome(status, seconds, running, tagged(tag) + postmasters(stack_dir),
-                   log_path.read_text(errors="replace"))
+    # A grandchild reparented to init may still be exiting: a moment for the
+    # last ones to go, then what is still there is what the command left.
+    def left() -> list[tuple[int, str]]:
+        return tagged(tag) + postmasters(stack_dir)
+
+    with contextlib.suppress(AssertionError):  # the test reports what is left
+        wait_until(lambda: not left(), EXIT_GRACE_SECONDS, "the run's last processes to exit", every=0.05)
+    return Outcome(status, seconds, running, left(), log_path.read_text(errors="replace"))
 
 
 def test_a_stop_signal_mid_run_stops_everything_each_command_started(tmp_path):

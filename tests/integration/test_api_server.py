@@ -26,8 +26,7 @@ from local_stack import census
 from local_stack.provision import ensure_stream
 from retail_stream.schema import CSV_COLUMNS, decode, event_id
 from tests.api_server import running_api
-from tests.integration.test_sinks import make_batch
-from tests.unit.consumer_fakes import transaction
+from tests.support.consumer_fakes import make_batch, transaction
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,10 @@ import psycopg2
 import pytest
 
 from local_stack.errors import StackError
-from local_stack.ports import accepts_connections, free_port
+from local_stack.ports import accepts_connections
 from local_stack.provision import provision
 from local_stack.stack import LocalStack
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 

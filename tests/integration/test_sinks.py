@@ -11,26 +11,19 @@ import psycopg2
 import pytest
 import sqlglot
 
-from consumer.batch import Batch, DeadLetter, Position
+from consumer.batch import DeadLetter, Position
 from consumer.sinks.dynamodb import CUSTOMER_INDEX
 from consumer.sinks.warehouse import Target, jsonpaths_fields, redshift_copy_statement
 from consumer.wiring import build_sinks, jsonpaths_document, service_clients
 from retail_stream import aws
 from retail_stream.schema import decode
-from tests.unit.consumer_fakes import stream_record, transaction
+from tests.support.consumer_fakes import make_batch, stream_record, transaction
 
 pytestmark = pytest.mark.integration
 
 
 def unique_invoice() -> str:
     return str(uuid.uuid4().int % 10**9)
-
-
-def make_batch(records, first="1", last="9", dead=(), shard=None) -> Batch:
-    """A batch from `first` to `last`: a sequence number, or a Position inside an aggregate."""
-    shard = shard or f"shardId-{uuid.uuid4().hex[:12]}"
-    first, last = (p if isinstance(p, Position) else Position(p) for p in (first, last))
-    return Batch(shard, tuple(records), tuple(dead), first, last, 1_291_192_000_000)
 
 
 def sinks(settings):

@@ -17,10 +17,9 @@ from producer.kinesis_writer import THROTTLED, KinesisWriter
 from retail_stream.retries import Backoff
 from retail_stream.schema import CSV_COLUMNS, decode, event_id
 from retail_stream.settings import Settings
-from tests.unit.api_fakes import FakeDynamoDB
-from tests.unit.test_api_lookups import customer_records
-from tests.unit.consumer_fakes import transaction
-from tests.unit.test_producer_writer import FakeKinesis
+from tests.support.api_fakes import FakeDynamoDB, customer_records
+from tests.support.consumer_fakes import transaction
+from tests.support.kinesis_fakes import FakeKinesis
 
 HEADER = ",".join(CSV_COLUMNS)
 GOOD_ROW = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850.0,United Kingdom"

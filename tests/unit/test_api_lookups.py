@@ -14,8 +14,8 @@ from api.cursor import CursorCodec, InvalidCursor
 from api.lookups import LookupUnavailable, TransactionLookups
 from consumer.sinks.dynamodb import from_item, to_item
 from retail_stream.schema import InvalidRecord, Transaction, event_id
-from tests.unit.api_fakes import FakeDynamoDB
-from tests.unit.consumer_fakes import transaction
+from tests.support.api_fakes import FakeDynamoDB, customer_records
+from tests.support.consumer_fakes import transaction
 
 KEY = {"customer_id": {"N": "17850"}, "customer_sort": {"S": "2010-12-01T08:26:00#536365#ab"},
        "invoice_no": {"S": "536365"}, "event_id": {"S": "ab"}}
@@ -110,16 +110,6 @@ def test_from_item_names_what_is_wrong(item, message):
 
 
 # --- lookups -----------------------------------------------------------------
-
-
-def customer_records(count: int, customer: int = 17850) -> list[Transaction]:
-    base = transaction(1, customer=customer)
-    fields = {f: getattr(base, f) for f in base.__struct_fields__}
-    return [
-        Transaction(**{**fields, "source": "c.csv", "line": n, "event_id": event_id("c.csv", n), "invoice_no": f"5{n:05d}",
-                       "invoice_date": dt.datetime(2010, 12, 1) + dt.timedelta(hours=n)})
-        for n in range(1, count + 1)
-    ]
 
 
 @pytest.mark.parametrize("page_size", [1000, 2, 3])

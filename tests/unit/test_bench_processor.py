@@ -11,7 +11,7 @@ import pytest
 from bench.processor import run_processor
 from retail_stream.schema import encode
 from retail_stream.settings import Settings
-from tests.unit.consumer_fakes import transaction
+from tests.support.consumer_fakes import transaction
 
 
 @pytest.mark.parametrize("dialect", ["redshift", "postgres"])

@@ -4,7 +4,7 @@ from consumer.buffer import FlushPolicy, ShardBuffer
 from consumer.checkpoints import CheckpointFailed, CheckpointThrottled, LeaseLost
 from consumer.pipeline import FlushFailed, ShardPipeline, SinkRefused
 from retail_stream.retries import Backoff
-from tests.unit.consumer_fakes import (
+from tests.support.consumer_fakes import (
     LosingCheckpointer,
     RecordingCheckpointer,
     RecordingMetrics,
@@ -196,7 +196,7 @@ def test_shutdown_requested_flushes_then_checkpoints():
 
 
 def test_metrics_follow_the_flow():
-    from tests.unit.consumer_fakes import RecordingMetrics
+    from tests.support.consumer_fakes import RecordingMetrics
 
     metrics = RecordingMetrics()
     sinks = [RecordingSink("dynamodb"), RecordingSink("warehouse", failures=1)]

@@ -23,7 +23,7 @@ from consumer.metrics import dead_letter_kind
 from consumer.pipeline import ShardPipeline
 from consumer.sinks.raw_zone import RawZoneSink
 from retail_stream.schema import decode
-from tests.unit.consumer_fakes import RecordingCheckpointer, stream_record
+from tests.support.consumer_fakes import RecordingCheckpointer, stream_record
 
 
 class ConditionalS3:

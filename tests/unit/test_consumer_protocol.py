@@ -21,7 +21,7 @@ from consumer.record_processor import (
     to_stream_record,
 )
 from amazon_kclpy import kcl
-from tests.unit.consumer_fakes import RecordingSink, kcl_record, stream_record
+from tests.support.consumer_fakes import RecordingSink, kcl_record, stream_record
 
 
 def run(messages: list[dict], sinks, max_records=2, deadline=0.0, sleeps=None):

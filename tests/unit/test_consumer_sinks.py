@@ -18,7 +18,7 @@ from consumer.sinks.warehouse import jsonpaths_fields, ndjson_to_copy_text
 from consumer.wiring import Clients, build_sinks, jsonpaths_document
 from retail_stream.schema import Transaction, decode
 from retail_stream.settings import Settings
-from tests.unit.consumer_fakes import stream_record, transaction
+from tests.support.consumer_fakes import stream_record, transaction
 
 
 def batch(records, dead=(), first=("100",), last=("200",), arrival_ms=1_291_192_000_000):

@@ -10,7 +10,7 @@ import pytest
 from consumer.pipeline import ShardPipeline
 from consumer.wiring import Clients, WiringError, build_pipeline, build_sinks, ordered
 from retail_stream.settings import Settings
-from tests.unit.consumer_fakes import RecordingSink
+from tests.support.consumer_fakes import RecordingSink
 
 PROJECT = Path(__file__).resolve().parents[2]
 SINK_CLASSES = {"DynamoDBSink", "RawZoneSink", "WarehouseSink", "DeadLetterSink"}

@@ -13,7 +13,7 @@ import pytest
 from producer.cli import argument_problem, build_parser, main, run
 from producer.kinesis_writer import THROTTLED
 from retail_stream.schema import CSV_COLUMNS
-from tests.unit.test_producer_writer import FakeKinesis
+from tests.support.kinesis_fakes import FakeKinesis
 
 HEADER = ",".join(CSV_COLUMNS)
 GOOD = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850.0,United Kingdom"

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 from producer.kinesis_writer import PUT_RECORDS_BACKOFF, THROTTLED, KinesisWriter
 from producer.metrics import ProducerMetrics, reject_kind
 from retail_stream.metrics_server import MetricsServer
-from tests.unit.test_producer_writer import FakeKinesis, Sleeps, entries
+from tests.support.kinesis_fakes import FakeKinesis, Sleeps, entries
 
 
 def test_writer_counts_calls_failures_retries_throttles_and_bytes():

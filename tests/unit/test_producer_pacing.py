@@ -7,21 +7,7 @@ import datetime as dt
 import pytest
 
 from producer.pacing import RateLimiter, TimelinePacer, default_burst
-
-
-class FakeClock:
-    """A clock that moves only when slept on (or told to)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.support.clocks import FakeClock
 
 
 @pytest.mark.parametrize("rate, burst", [(0.5, 1), (10, 1), (200, 20), (5000, 500), (1e6, 500)])

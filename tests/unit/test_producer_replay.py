@@ -13,8 +13,8 @@ from retail_stream.retries import Backoff
 from producer.pacing import RateLimiter, TimelinePacer
 from producer.replay import Replay, RejectsFile, Source, default_rejects_path, pass_source_id
 from retail_stream.schema import CSV_COLUMNS, decode, event_id
-from tests.unit.test_producer_pacing import FakeClock
-from tests.unit.test_producer_writer import FakeKinesis
+from tests.support.clocks import FakeClock
+from tests.support.kinesis_fakes import FakeKinesis
 
 HEADER = ",".join(CSV_COLUMNS)
 GOOD = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850.0,United Kingdom"

@@ -1,12 +1,14 @@
-"""Recording fakes for the consumer's edges: sinks and the checkpointer."""
+"""Recording fakes for the consumer's edges (sinks, the checkpointer, the
+metrics) and the records and batches they are given."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import uuid
 from decimal import Decimal
 
-from consumer.batch import Batch, StreamRecord
+from consumer.batch import Batch, Position, StreamRecord
 from consumer.checkpoints import LeaseLost
 from consumer.sinks import SinkError
 from retail_stream.schema import Transaction, encode, event_id
@@ -38,6 +40,13 @@ def stream_record(seq: int, data: bytes | None = None, arrival_ms: int = 1_700_0
         partition_key="c17850",
         arrival_ms=arrival_ms,
     )
+
+
+def make_batch(records, first="1", last="9", dead=(), shard=None) -> Batch:
+    """A batch from `first` to `last`: a sequence number, or a Position inside an aggregate."""
+    shard = shard or f"shardId-{uuid.uuid4().hex[:12]}"
+    first, last = (p if isinstance(p, Position) else Position(p) for p in (first, last))
+    return Batch(shard, tuple(records), tuple(dead), first, last, 1_291_192_000_000)
 
 
 def kcl_record(seq: int, data: bytes) -> dict:

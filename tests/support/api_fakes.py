@@ -5,9 +5,13 @@ nothing follows)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from botocore.exceptions import ClientError
 
 from consumer.sinks.dynamodb import CUSTOMER_INDEX, to_item
+from retail_stream.schema import Transaction, event_id
+from tests.support.consumer_fakes import transaction
 
 TABLE_KEY = ("invoice_no", "event_id")
 INDEX_KEY = ("customer_id", "customer_sort")
@@ -48,3 +52,14 @@ class FakeDynamoDB:
         if len(page) == limit and page:
             response["LastEvaluatedKey"] = {k: page[-1][k] for k in keys}
         return response
+
+
+def customer_records(count: int, customer: int = 17850) -> list[Transaction]:
+    """`count` records of one customer, an hour apart, each of its own invoice."""
+    base = transaction(1, customer=customer)
+    fields = {f: getattr(base, f) for f in base.__struct_fields__}
+    return [
+        Transaction(**{**fields, "source": "c.csv", "line": n, "event_id": event_id("c.csv", n), "invoice_no": f"5{n:05d}",
+                       "invoice_date": dt.datetime(2010, 12, 1) + dt.timedelta(hours=n)})
+        for n in range(1, count + 1)
+    ]
