@@ -124,7 +124,9 @@ def _get_records_by_position(scan):
         if not results:
             return [], int(last_sequence_id), 0
         behind = records[last].created_at - results[-1].created_at
-        return results, results[-1].sequence_number, int(behind * 1000)
+        # moto stamps records with a float before 5.2.6 and a datetime since.
+        seconds = behind.total_seconds() if hasattr(behind, "total_seconds") else behind
+        return results, results[-1].sequence_number, int(seconds * 1000)
 
     return get_records
 
