@@ -1,12 +1,15 @@
 """The HTTP API as a Litestar app: `create_app(settings, writer, dynamodb)`.
 
-    POST /transactions                          body -> ingest.read_body -> ingest.check -> publish (Kinesis)
-    GET  /customers/{customer_id}/transactions  lookups.customer_page (index by_customer, newest first)
-    GET  /invoices/{invoice_no}                 lookups.invoice_lines (the table, by (source, line))
-    GET  /healthz, /metrics, /schema/openapi.json
+    POST /transactions                          ingest: body -> ingest.read_body -> ingest.check -> publish (Kinesis)
+    GET  /customers/{customer_id}/transactions  read: lookups.customer_page (index by_customer, newest first)
+    GET  /invoices/{invoice_no}                 read: lookups.invoice_lines (the table, by (source, line))
+    GET  /schema/openapi.json                   any credential
+    GET  /healthz                               open
 
-Clients come in from the composition root (api/server.py), so tests pass
-fakes or the local stack's. Blocking work (boto3, the writer's backoff) runs
+Every route but /healthz passes the front door (api/auth.py: a credential,
+then its rate limit) and its permission guard. /metrics is served on a port
+of its own (api/server.py), never beside the routes. Clients come in from
+the composition root (api/server.py), so tests pass fakes or the local stack's. Blocking work (boto3, the writer's backoff) runs
 in worker threads. Every error is an `ErrorBody`; bad input is a 4xx, never
 a 500.
 """
@@ -21,19 +24,29 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import structlog
-from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar import Litestar, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.middleware import ASGIMiddleware
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.middleware import DefineMiddleware
+from litestar.openapi.spec import (
+    Components,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
 from litestar.params import Parameter
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api import ingest
+from api.auth import OPEN, Door, FrontDoor, requires
+from api.credentials import Principal
 from api.cursor import CURSOR_PATTERN, CursorCodec, InvalidCursor
 from api.lookups import LookupUnavailable, TransactionLookups
 from api.metrics import PREFIX, ApiMetrics
@@ -78,9 +91,12 @@ def _error(status: int, detail: str) -> HTTPException:
 def _errors(*codes: int) -> dict[int, ResponseSpec]:
     descriptions = {
         400: "Malformed request: the body, a parameter or the cursor",
+        401: "No credential, or one that is not valid (unknown, revoked, expired)",
+        403: "The credential lacks this route's permission (ingest or read)",
         404: "Nothing found",
         413: "Body larger than API_MAX_BODY_BYTES, or more items than API_MAX_ITEMS",
         415: "Content-Type other than application/json or text/csv (UTF-8)",
+        429: "More requests than the credential's rate limit; see Retry-After",
         503: "DynamoDB did not answer; try again",
     }
     return {code: ResponseSpec(ErrorBody, description=descriptions[code], generate_examples=False) for code in codes}
@@ -123,14 +139,16 @@ class IngestOperation(Operation):
     status_code=202,
     operation_class=IngestOperation,
     summary="Put transactions into the stream",
+    guards=[requires("ingest")],
     description="Every item is validated like a CSV row of the producer; valid ones go into the Kinesis "
-    "stream. The event_id of an item is event_id(source, line): send the same source and lines again "
-    "and nothing is doubled downstream.",
+    "stream. The items are stored under the source `<client>/<source>` (the client is the credential's), "
+    "and an item's event_id is event_id(that source, line): send the same source and lines again and "
+    "nothing is doubled downstream, while no client can write another client's event ids.",
     responses={
         422: ResponseSpec(IngestResult, description="Every item was rejected", generate_examples=False),
         503: ResponseSpec(IngestResult, description="Kinesis kept refusing some items (status \"failed\"): "
                           "send the request again", generate_examples=False),
-        **_errors(400, 413, 415),
+        **_errors(400, 401, 403, 413, 415, 429),
     },
 )
 async def post_transactions(
@@ -138,12 +156,17 @@ async def post_transactions(
     services: NamedDependency[Services],
     source: Annotated[
         str | None,
-        Parameter(description="the stable id the event_ids derive from (default: a fresh api-<uuid>)",
-                  min_length=1, max_length=ingest.MAX_SOURCE_CHARS),
+        Parameter(description="the stable id the event_ids derive from, in the caller's namespace "
+                  "(default: a fresh api-<uuid>)", min_length=1, max_length=ingest.MAX_SOURCE_CHARS),
     ] = None,
 ) -> Response[IngestResult]:
-    source = new_source_id() if source is None else source
-    problem = ingest.source_problem(source)
+    principal: Principal = request.user
+    given = new_source_id() if source is None else source
+    source = principal.source_for(given)
+    problem = ingest.source_problem(given)
+    if not problem and len(source) > ingest.MAX_SOURCE_CHARS:
+        problem = f"source must be at most {ingest.MAX_SOURCE_CHARS - len(source) + len(given)} characters " \
+                  f"for this client (stored as {principal.client}/<source>)"
     if problem:
         raise _error(400, problem)
     body = await request.body()  # Litestar answers 413 past request_max_body_size
@@ -169,8 +192,9 @@ def _ingest(services: Services, body: bytes, content_type: str | None, source: s
 @get(
     "/customers/{customer_id:int}/transactions",
     sync_to_thread=True,
+    guards=[requires("read")],
     summary="One customer's transactions, newest first",
-    responses=_errors(400, 404, 503),
+    responses=_errors(400, 401, 403, 404, 429, 503),
 )
 def customer_transactions(
     services: NamedDependency[Services],
@@ -195,8 +219,9 @@ def customer_transactions(
 @get(
     "/invoices/{invoice_no:str}",
     sync_to_thread=True,
+    guards=[requires("read")],
     summary="Every line of one invoice, by (source, line)",
-    responses=_errors(400, 404, 503),
+    responses=_errors(400, 401, 403, 404, 429, 503),
 )
 def invoice(
     services: NamedDependency[Services],
@@ -222,20 +247,12 @@ def _unavailable(exc: LookupUnavailable) -> HTTPException:
     return HTTPException(status_code=503, detail="DynamoDB is not answering; try again", headers={"Retry-After": "1"})
 
 
-# --- health and metrics ------------------------------------------------------
+# --- health ------------------------------------------------------------------
 
 
-@get("/healthz", summary="Liveness: the process answers")
+@get("/healthz", summary="Liveness: the process answers", opt=OPEN, security=[{}])
 async def healthz() -> Health:
     return Health()
-
-
-@get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT)
-async def prometheus_metrics(services: NamedDependency[Services]) -> Response[bytes]:
-    body = generate_latest(REGISTRY)
-    if services.metrics.registry is not REGISTRY:  # tests keep the API's own counters apart
-        body += generate_latest(services.metrics.registry)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 # --- errors and logs ---------------------------------------------------------
@@ -278,33 +295,43 @@ def create_app(
     settings: Settings,
     kinesis_writer: KinesisWriter,
     dynamodb_client: Any,
+    door: Door,
     *,
-    metrics: ApiMetrics | None = None,
     cursors: CursorCodec | None = None,
 ) -> Litestar:
-    """The app, over the given clients. `metrics` defaults to the API's
-    counters on prometheus_client's default registry (tests pass their own);
-    `cursors` to a codec with API_CURSOR_SECRET."""
+    """The app, over the given clients and front door (whose metrics the
+    handlers count on too); `cursors` defaults to a codec with API_CURSOR_SECRET."""
     services = Services(
         settings=settings,
         writer=kinesis_writer,
         lookups=TransactionLookups(
-            dynamodb_client, settings.dynamodb_table, cursors or CursorCodec(settings.api_cursor_secret)
+            dynamodb_client, settings.dynamodb_table, cursors or CursorCodec(
+                settings.api_cursor_secret, previous=settings.api_cursor_previous_secret,
+                ttl_seconds=settings.api_cursor_ttl_seconds),
         ),
-        metrics=metrics or ApiMetrics(),
+        metrics=door.metrics,
     )
-    prometheus = PrometheusConfig(app_name="retail-api", prefix=PREFIX, group_path=True, exclude=["^/metrics$"])
+    # Litestar's request metrics live on prometheus_client's default registry.
+    prometheus = PrometheusConfig(app_name="retail-api", prefix=PREFIX, group_path=True)
     return Litestar(
-        route_handlers=[post_transactions, customer_transactions, invoice, healthz, prometheus_metrics],
+        route_handlers=[post_transactions, customer_transactions, invoice, healthz],
         dependencies={"services": _provide(services)},
-        middleware=[prometheus.middleware, RequestClock()],
+        middleware=[prometheus.middleware, RequestClock(), DefineMiddleware(FrontDoor, door=door)],
         exception_handlers={HTTPException: http_error, Exception: internal_error},
         before_send=[access_log],
         request_max_body_size=settings.api_max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="retail-stream API", version="1.0.0",
-            description="Put Online Retail transactions into the Kinesis stream; read them back from DynamoDB.",
+            description="Put Online Retail transactions into the Kinesis stream; read them back from DynamoDB. "
+            "Every route but /healthz needs a credential: an API key (X-API-Key) or an OIDC bearer token.",
             render_plugins=[JsonRenderPlugin()],
+            components=Components(security_schemes={
+                "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header",
+                                         description="an API key made with retail-api-keys"),
+                "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT",
+                                         description="an OIDC access token (Cognito or any provider)"),
+            }),
+            security=[{"apiKey": []}, {"bearer": []}],
         ),
         logging_config=None,
     )

@@ -30,6 +30,13 @@ class ApiMetrics:
         self.items_rejected = Counter(
             f"{PREFIX}_items_rejected", "Items rejected as invalid, by the column at fault", ["reason"],
             registry=self.registry)
+        # Who is knocking without a valid credential, and how? (missing, unknown_key, invalid_token, ...)
+        self.auth_failures = Counter(
+            f"{PREFIX}_auth_failures", "Requests refused 401, by reason", ["reason"], registry=self.registry)
+        # Which callers send faster than their limit?
+        self.rate_limited = Counter(
+            f"{PREFIX}_rate_limited", "Requests refused 429, by credential kind (key, token)", ["kind"],
+            registry=self.registry)
 
     def items(self, outcomes: Sequence[Outcome]) -> None:
         for outcome in outcomes:

@@ -34,6 +34,8 @@ def describe(status: StackStatus) -> str:
         f"{f'  (pid {status.emulator_pid})' if status.emulator_pid else ''}\n"
         f"PostgreSQL    {status.postgres_dsn or 'stopped'}  (cluster {status.postgres_dir})\n"
         f"Prometheus    {status.prometheus_url or 'stopped'}\n"
+        + (f"API dev key   {status.api_key}  (python -m api takes it from API_KEYS_FILE; "
+           f"send it as X-API-Key)\n" if status.api_key else "")
     )
 
 

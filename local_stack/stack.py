@@ -22,12 +22,14 @@ from typing import Iterator, Mapping
 
 import structlog
 
+from local_stack.api_keys import KEYS_FILE, dev_key, ensure_dev_key
 from local_stack.errors import StackError
 from local_stack.ports import free_port, port_in_use
 from local_stack.postgres import PostgresServer
 from local_stack.processes import BackgroundProcess
 from local_stack.prometheus import PrometheusServer
 from local_stack.provision import provision
+from producer.cli import API_KEY_VARIABLE
 from retail_stream.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -70,6 +72,7 @@ class StackStatus:
     postgres_dsn: str | None
     postgres_dir: Path
     prometheus_url: str | None = None
+    api_key: str | None = None  # the development API key (local_stack/api_keys.py)
 
     @property
     def running(self) -> bool:
@@ -130,7 +133,11 @@ class LocalStack:
 
     def environment(self) -> dict[str, str]:
         """The variables that point a service (boto3, the KCL, psycopg2) at this stack."""
-        return {**LOCAL_ENVIRONMENT, "AWS_ENDPOINT_URL": self.endpoint, "WAREHOUSE_DSN": self.postgres.dsn}
+        environment = {**LOCAL_ENVIRONMENT, "AWS_ENDPOINT_URL": self.endpoint, "WAREHOUSE_DSN": self.postgres.dsn}
+        key = dev_key(self.state_dir)
+        if key:  # the API's key file, and the key for producer --via-api and curl
+            environment |= {"API_KEYS_FILE": str(self.state_dir / KEYS_FILE), API_KEY_VARIABLE: key}
+        return environment
 
     def settings(self) -> Settings:
         """The services' settings with this stack's variables over the process environment."""
@@ -145,6 +152,7 @@ class LocalStack:
         started = time.monotonic()
         self._refuse_clashes()
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dev_key(self.state_dir)
         try:
             # The emulator's imports take a moment: launch it, set up PostgreSQL meanwhile.
             self.emulator.start()
@@ -193,6 +201,7 @@ class LocalStack:
             prometheus_url=self.prometheus.url if self.prometheus.process.pid() is not None else None,
             postgres_dsn=self.postgres.dsn if postgres_port is not None else None,
             postgres_dir=self.postgres.pgdata,
+            api_key=dev_key(self.state_dir),
         )
 
     def _refuse_clashes(self) -> None:

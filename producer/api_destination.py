@@ -2,9 +2,12 @@
 straight to Kinesis, as JSON arrays of at most 500 rows.
 
 Each row goes as an object keyed by the CSV column names, with its line, and
-every request names the replay's source id (`?source=`), so the API gives
-each row the event_id a direct replay would, and sending a request again
-(after a 503, a timeout, a dropped connection) doubles nothing downstream.
+every request names the replay's source id (`?source=`), so sending a
+request again (after a 503, a timeout, a dropped connection) doubles nothing
+downstream. The API stores the rows in the key's client namespace; a key made
+with `retail-api-keys create --producer-ids` gets each row the event_id a
+direct replay would. A 401 or 403 stops the replay at once (a key the API
+does not take will not be taken on a retry).
 The API validates; here a row is refused only when it cannot be an object
 (the wrong number of fields) or is too large for a request. Rows the API
 rejects come back as Refusals, with the API's reason, for the rejects file.
@@ -74,6 +77,7 @@ class ApiDestination:
     def __init__(
         self,
         base_url: str,
+        credential: str,
         *,
         client: httpx.Client | None = None,
         backoff: Backoff = API_BACKOFF,
@@ -81,6 +85,8 @@ class ApiDestination:
         metrics: ProducerMetrics | None = None,
     ) -> None:
         self.url = base_url.rstrip("/") + "/transactions"
+        # An API key or an OIDC access token: the API tells them apart.
+        self._auth = {"Authorization": f"Bearer {credential}"}
         self._client = client or httpx.Client(timeout=TIMEOUT)
         self._backoff = backoff
         self._sleep = sleep
@@ -160,7 +166,7 @@ class ApiDestination:
         try:
             response = self._client.post(
                 self.url, params={"source": rows[0].source_id}, content=body,
-                headers={"Content-Type": "application/json"},
+                headers={"Content-Type": "application/json", **self._auth},
             )
         except httpx.TransportError as exc:  # refused, reset, timed out: the rows may or may not be in
             return _Retry(type(exc).__name__, f"{type(exc).__name__}: {exc}")

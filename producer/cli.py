@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import signal
 import sys
 import threading
@@ -40,6 +41,7 @@ from retail_stream.settings import Settings, SettingsError
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_DELIVERY, EXIT_USAGE = 0, 1, 2
+API_KEY_VARIABLE = "RETAIL_API_KEY"  # the --via-api credential; never a setting (settings may be shown)
 # Room in Transaction.source (255 characters) for a pass suffix "~<n>".
 MAX_SOURCE_ID_CHARS = 240
 
@@ -79,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--via-api", metavar="URL",
         help="send the rows to the HTTP API at URL (e.g. http://127.0.0.1:8080) instead of straight to "
-        "Kinesis; same event_ids, same rejects file",
+        "Kinesis; same rejects file, and the same event_ids when the API key was made with --producer-ids",
+    )
+    parser.add_argument(
+        "--api-key-file", type=Path, metavar="PATH",
+        help=f"with --via-api: a file holding the API key (or an OIDC access token); default: ${API_KEY_VARIABLE}",
     )
     parser.add_argument(
         "--encoding", choices=ENCODINGS, default="auto",
@@ -127,6 +133,8 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return "--aggregate and --via-api exclude each other (the API writes its own records)"
     if not 1024 <= args.aggregate_bytes <= 1024 * 1024:
         return "--aggregate-bytes must be 1024 to 1048576"
+    if args.api_key_file is not None and args.via_api is None:
+        return "--api-key-file goes with --via-api"
     if args.via_api is not None and args.stream:
         return "--stream and --via-api exclude each other (the API writes to its own stream)"
     if args.source_id is not None and len(args.csv) > 1:
@@ -228,7 +236,11 @@ def run(
         print(f"retail-producer: error: {exc}", file=stderr)
         return EXIT_USAGE
 
-    destination = build_destination(args, kinesis, stream_name, metrics, http_client)
+    try:
+        destination = build_destination(args, kinesis, stream_name, metrics, http_client)
+    except CredentialError as exc:
+        print(f"retail-producer: error: {exc}", file=stderr)
+        return EXIT_USAGE
     progress = ReplayProgress(stderr, clock, expected_rows(args))
     rejects_paths = [args.rejects or default_rejects_path(path) for path in args.csv]
     rejects_files = {path: RejectsFile(path) for path in dict.fromkeys(rejects_paths)}
@@ -269,6 +281,26 @@ def run(
     return status
 
 
+def api_credential(args: argparse.Namespace) -> str:
+    """The API key (or token) for --via-api: --api-key-file, else $RETAIL_API_KEY.
+    Raises CredentialError when there is none."""
+    if args.api_key_file is not None:
+        try:
+            credential = args.api_key_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CredentialError(f"cannot read --api-key-file {args.api_key_file}: {exc}") from None
+    else:
+        credential = os.environ.get(API_KEY_VARIABLE, "").strip()
+    if not credential:
+        raise CredentialError(f"--via-api needs an API key: --api-key-file PATH or ${API_KEY_VARIABLE} "
+                              "(make one with retail-api-keys create)")
+    return credential
+
+
+class CredentialError(ValueError):
+    """--via-api without a usable API key."""
+
+
 def build_destination(
     args: argparse.Namespace, kinesis: Any, stream_name: str, metrics: ProducerMetrics | None, http_client: Any
 ) -> Destination:
@@ -277,8 +309,8 @@ def build_destination(
     if args.via_api:
         from producer.api_destination import API_BACKOFF, ApiDestination  # httpx: only this path needs it
 
-        return ApiDestination(args.via_api, client=http_client, backoff=dataclasses.replace(API_BACKOFF, attempts=attempts),
-                              metrics=metrics)
+        return ApiDestination(args.via_api, api_credential(args), client=http_client,
+                              backoff=dataclasses.replace(API_BACKOFF, attempts=attempts), metrics=metrics)
     writer = KinesisWriter(kinesis, stream_name, backoff=dataclasses.replace(PUT_RECORDS_BACKOFF, attempts=attempts),
                            metrics=metrics)
     if args.aggregate:

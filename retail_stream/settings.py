@@ -29,6 +29,7 @@ _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$")
 DIALECTS = ("postgres", "redshift")
 POSITIONS = ("TRIM_HORIZON", "LATEST")
 LOG_FORMATS = ("auto", "json", "console")  # auto: console on a terminal, JSON lines otherwise
+API_TLS = ("off", "self-signed")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,21 @@ class Settings:
     api_max_body_bytes: int = 5 * 1024 * 1024  # one PutRecords call's worth
     api_max_items: int = 500
     api_cursor_secret: str = ""  # "": a random key per process (cursors then die with it)
+    api_cursor_previous_secret: str = ""  # the secret before a rotation: its cursors still page on
+    api_cursor_ttl_seconds: int = 3600
+    api_metrics_port: int = 9103  # /metrics, never on the API's own port
+    # Who may call the API (api/auth.py): hashed keys from a file or a secret, and/or OIDC tokens.
+    api_keys_file: str = ""
+    api_keys_secret_id: str = ""  # a Secrets Manager secret holding the same JSON as the file
+    api_keys_reload_seconds: float = 30.0  # a new or revoked key takes effect within this
+    api_jwt_issuer: str = ""  # e.g. https://cognito-idp.<region>.amazonaws.com/<pool id>
+    api_jwt_audience: str = ""  # the token's aud, or (Cognito access tokens) its client_id
+    api_jwt_jwks_url: str = ""  # "": <issuer>/.well-known/jwks.json
+    api_jwt_scope_prefix: str = ""  # e.g. "retail-api/": scopes <prefix>ingest and <prefix>read
+    api_jwt_client_claim: str = "sub"  # the claim naming the client (its event id namespace)
+    api_rate_limit_per_second: float = 20.0  # requests per credential per API process
+    api_rate_limit_burst: int = 40
+    api_tls: str = "off"  # off | self-signed: HTTPS with a certificate made at start (behind a load balancer)
 
     @property
     def jsonpaths_uri(self) -> str:
@@ -143,6 +159,18 @@ class Settings:
             ("api_port", 0 <= self.api_port <= 65535),
             ("api_max_body_bytes", 1024 <= self.api_max_body_bytes <= 64 * 1024 * 1024),
             ("api_max_items", 1 <= self.api_max_items <= 10_000),
+            ("api_cursor_ttl_seconds", 1 <= self.api_cursor_ttl_seconds <= 30 * 86_400),
+            ("api_metrics_port", 0 <= self.api_metrics_port <= 65535),
+            ("api_keys_reload_seconds", 1 <= self.api_keys_reload_seconds <= 86_400),
+            ("api_jwt_issuer", not self.api_jwt_issuer or self.api_jwt_issuer.startswith("https://")),
+            ("api_jwt_audience", bool(self.api_jwt_audience) or not self.api_jwt_issuer),
+            # Keys come over TLS, but for a provider on this machine (the tests' own).
+            ("api_jwt_jwks_url", not self.api_jwt_jwks_url
+             or self.api_jwt_jwks_url.startswith(("https://", "http://127.0.0.1:", "http://localhost:"))),
+            ("api_jwt_client_claim", bool(self.api_jwt_client_claim)),
+            ("api_rate_limit_per_second", 0 < self.api_rate_limit_per_second <= 100_000),
+            ("api_rate_limit_burst", 1 <= self.api_rate_limit_burst <= 1_000_000),
+            ("api_tls", self.api_tls in API_TLS),
         ]
         if self.warehouse_dialect == "redshift":
             checks.append(("redshift_iam_role", _IAM_ROLE.match(self.redshift_iam_role)))
@@ -151,9 +179,10 @@ class Settings:
                 raise SettingsError(f"{ENVIRONMENT[name]}={getattr(self, name)!r} is not valid")
 
     def metrics_port_for(self, service: str) -> int:
-        """The port `service` ("producer", "consumer") serves metrics on: METRICS_PORT, else its own."""
+        """The port `service` ("producer", "consumer", "api") serves metrics on: METRICS_PORT, else its own."""
         return self.metrics_port or {"producer": self.producer_metrics_port,
-                                     "consumer": self.consumer_metrics_port}[service]
+                                     "consumer": self.consumer_metrics_port,
+                                     "api": self.api_metrics_port}[service]
 
     def worker_id(self) -> str:
         """The KCL worker id: stable across restarts so a worker reclaims its
@@ -229,4 +258,18 @@ ENVIRONMENT: dict[str, str] = {
     "api_max_body_bytes": "API_MAX_BODY_BYTES",
     "api_max_items": "API_MAX_ITEMS",
     "api_cursor_secret": "API_CURSOR_SECRET",
+    "api_cursor_previous_secret": "API_CURSOR_PREVIOUS_SECRET",
+    "api_cursor_ttl_seconds": "API_CURSOR_TTL_SECONDS",
+    "api_metrics_port": "API_METRICS_PORT",
+    "api_keys_file": "API_KEYS_FILE",
+    "api_keys_secret_id": "API_KEYS_SECRET_ID",
+    "api_keys_reload_seconds": "API_KEYS_RELOAD_SECONDS",
+    "api_jwt_issuer": "API_JWT_ISSUER",
+    "api_jwt_audience": "API_JWT_AUDIENCE",
+    "api_jwt_jwks_url": "API_JWT_JWKS_URL",
+    "api_jwt_scope_prefix": "API_JWT_SCOPE_PREFIX",
+    "api_jwt_client_claim": "API_JWT_CLIENT_CLAIM",
+    "api_rate_limit_per_second": "API_RATE_LIMIT_PER_SECOND",
+    "api_rate_limit_burst": "API_RATE_LIMIT_BURST",
+    "api_tls": "API_TLS",
 }

@@ -159,15 +159,19 @@ API_SOURCES = ("via-api.csv", "posted.csv")
 
 def test_a_csv_through_the_http_api_reaches_every_sink(pipeline):
     """The sample again, through `python -m api`: once replayed by the
-    producer with --via-api, once posted as a CSV body. Every valid row is in
-    every sink under the API's source ids, and the API reads them back."""
+    producer with --via-api, once posted as a CSV body, both with a key made
+    with --producer-ids. Every valid row is in every sink under the API's
+    source ids with the producer's own event ids, and the API reads them back."""
     valid, invalid = expected_records()
     env = {**pipeline.env, "API_MAX_ITEMS": "2000"}  # the whole sample in one request
-    with running_api(env, pipeline.tmp / "api.log") as url:
-        replayed = pipeline.produce(str(CSV), "--via-api", url, "--source-id", API_SOURCES[0],
-                                    "--rejects", str(pipeline.tmp / "rejects-api.jsonl"))
+    with running_api(env, pipeline.tmp / "api.log") as api:
+        url = api.url
+        key_file = pipeline.tmp / "replay.key"
+        key_file.write_text(api.keys["replay"] + "\n")
+        replayed = pipeline.produce(str(CSV), "--via-api", url, "--api-key-file", str(key_file),
+                                    "--source-id", API_SOURCES[0], "--rejects", str(pipeline.tmp / "rejects-api.jsonl"))
         posted = httpx.post(f"{url}/transactions", params={"source": API_SOURCES[1]}, content=CSV.read_bytes(),
-                            headers={"Content-Type": "text/csv"}, timeout=60).json()
+                            headers={"Content-Type": "text/csv", "X-API-Key": api.keys["replay"]}, timeout=60).json()
         assert (replayed["sent"], replayed["rejected"], replayed["api"]) == (len(valid), invalid, url)
         assert (posted["accepted"], posted["rejected"], posted["failed"]) == (len(valid), invalid, 0)
         wait_until(pipeline.drained, 180, "the API's records to be checkpointed", every=1)
@@ -193,7 +197,7 @@ def test_a_csv_through_the_http_api_reaches_every_sink(pipeline):
                        key=lambda c: sum(r.customer_id == c for r in valid.values()))
         items, cursor = [], None
         while True:
-            page = httpx.get(f"{url}/customers/{customer}/transactions",
+            page = httpx.get(f"{url}/customers/{customer}/transactions", headers={"X-API-Key": api.keys["tester"]},
                              params={"limit": 50, **({"cursor": cursor} if cursor else {})}).json()
             items += page["items"]
             cursor = page["next_cursor"]

@@ -63,3 +63,40 @@ def customer_records(count: int, customer: int = 17850) -> list[Transaction]:
                        "invoice_date": dt.datetime(2010, 12, 1) + dt.timedelta(hours=n)})
         for n in range(1, count + 1)
     ]
+
+
+# --- the front door with known keys ---------------------------------------------
+
+KEYS = {  # name -> (permissions, client, producer ids)
+    "tester": (["ingest", "read"], "tester", False),
+    "reader": (["read"], "reader", False),
+    "writer": (["ingest"], "writer", False),
+    "other": (["ingest", "read"], "other", False),
+    "replay": (["ingest"], "replay", True),
+}
+
+
+def key_document(keys=KEYS) -> tuple[str, dict[str, str]]:
+    """A key document holding `keys`, and each key's plaintext by name."""
+    from api.credentials import add_key
+
+    text, plaintext = "", {}
+    for name, (permissions, client, producer_ids) in keys.items():
+        text, plaintext[name] = add_key(text, name, permissions, client=client, producer_ids=producer_ids)
+    return text, plaintext
+
+
+def door_with_keys(registry, *, rate: float = 1000.0, burst: int = 1000, clock=None, tokens=None):
+    """A front door over an in-memory key document; (door, plaintext keys by name)."""
+    import time
+
+    from api.auth import Door
+    from api.credentials import KeyRing
+    from api.limits import RateLimiter
+    from api.metrics import ApiMetrics
+
+    text, plaintext = key_document()
+    ring = KeyRing({"memory": lambda: text}, background=False)
+    ring.load()
+    limiter = RateLimiter(rate, burst, clock=clock or time.monotonic)
+    return Door(ring, tokens, limiter, ApiMetrics(registry)), plaintext

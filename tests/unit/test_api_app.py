@@ -7,11 +7,11 @@ import json
 
 import pytest
 from litestar.testing import TestClient
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from api.app import create_app
 from api.cursor import CursorCodec
-from api.metrics import ApiMetrics
+from tests.support.api_fakes import door_with_keys
 from api.publish import NOT_SENT, Outcome, status_code
 from producer.kinesis_writer import THROTTLED, KinesisWriter
 from retail_stream.retries import Backoff
@@ -31,14 +31,19 @@ class Api:
     def __init__(self, kinesis=None, dynamodb=None, **settings):
         self.kinesis = kinesis or FakeKinesis()
         self.dynamodb = dynamodb or FakeDynamoDB()
-        self.metrics = ApiMetrics(CollectorRegistry())
+        self.door, self.keys = door_with_keys(CollectorRegistry())
+        self.metrics = self.door.metrics
         writer = KinesisWriter(self.kinesis, "retail", backoff=Backoff(0, 0, attempts=3), sleep=lambda s: None)
-        self.app = create_app(Settings(**settings), writer, self.dynamodb, metrics=self.metrics,
-                              cursors=CursorCodec("test"))
+        self.app = create_app(Settings(**settings), writer, self.dynamodb, self.door, cursors=CursorCodec("test"))
 
     def __enter__(self) -> TestClient:
+        """A client with the `tester` key (client "tester", both permissions)."""
         self.client = TestClient(self.app)
+        self.client.headers["X-API-Key"] = self.keys["tester"]
         return self.client.__enter__()
+
+    def metrics_text(self) -> str:
+        return (generate_latest(REGISTRY) + generate_latest(self.metrics.registry)).decode()
 
     def __exit__(self, *exc):
         self.client.__exit__(*exc)
@@ -74,13 +79,13 @@ def test_a_json_array_goes_into_the_stream_with_the_producers_event_ids():
     assert response.status_code == 202
     body = response.json()
     assert {k: body[k] for k in ("source", "items", "accepted", "rejected", "failed")} == {
-        "source": "feed.csv", "items": 3, "accepted": 2, "rejected": 1, "failed": 0}
+        "source": "tester/feed.csv", "items": 3, "accepted": 2, "rejected": 1, "failed": 0}
     assert body["results"] == [
-        {"index": 0, "line": 1, "status": "accepted", "event_id": event_id("feed.csv", 1)},
+        {"index": 0, "line": 1, "status": "accepted", "event_id": event_id("tester/feed.csv", 1)},
         {"index": 1, "line": 9, "status": "rejected", "reason": "UnitPrice is not a number: 'abc'"},
-        {"index": 2, "line": 4, "status": "accepted", "event_id": event_id("feed.csv", 4)},
+        {"index": 2, "line": 4, "status": "accepted", "event_id": event_id("tester/feed.csv", 4)},
     ]
-    assert [r.event_id for r in api.stored()] == [event_id("feed.csv", 1), event_id("feed.csv", 4)]
+    assert [r.event_id for r in api.stored()] == [event_id("tester/feed.csv", 1), event_id("tester/feed.csv", 4)]
     assert [key for _, key in api.kinesis.stored] == ["c17850", "c17850"]
     assert len(api.kinesis.calls) == 1  # one PutRecords call for the request
 
@@ -101,7 +106,7 @@ def test_without_a_source_each_request_gets_a_fresh_one():
     with api as client:
         first = post_json(client, GOOD).json()
         second = post_json(client, GOOD).json()
-    assert first["source"].startswith("api-") and first["source"] != second["source"]
+    assert first["source"].startswith("tester/api-") and first["source"] != second["source"]
     assert first["results"][0]["event_id"] == event_id(first["source"], 1)
     assert first["results"][0]["event_id"] != second["results"][0]["event_id"]
 
@@ -133,7 +138,7 @@ def test_kinesis_refusing_is_503_with_failed_items_to_send_again():
     assert response.status_code == 503 and response.headers["retry-after"] == "1"
     results = response.json()["results"]
     assert [r["status"] for r in results] == ["accepted", "failed", "rejected"]
-    assert results[1]["event_id"] == event_id("s", 2) and results[1]["reason"].startswith(THROTTLED)
+    assert results[1]["event_id"] == event_id("tester/s", 2) and results[1]["reason"].startswith(THROTTLED)
     assert [r.line for r in api.stored()] == [1]
 
 
@@ -144,7 +149,7 @@ def test_after_a_failed_batch_the_later_ones_are_not_sent():
         results = post_json(client, rows, source="s").json()["results"]
     assert [r["status"] for r in results].count("accepted") == 499
     assert results[0]["status"] == "failed" and results[-1] == {
-        "index": 501, "line": 502, "status": "failed", "event_id": event_id("s", 502), "reason": NOT_SENT}
+        "index": 501, "line": 502, "status": "failed", "event_id": event_id("tester/s", 502), "reason": NOT_SENT}
     assert len(api.kinesis.calls) == 3
 
 
@@ -196,7 +201,7 @@ def test_metrics_count_items_and_requests_by_route_template():
     with api as client:
         post_json(client, [GOOD, {**GOOD, "UnitPrice": "x", "line": 5}])
         client.get("/customers/4242/transactions")
-        text = client.get("/metrics").text
+        text = api.metrics_text()
     assert 'retail_api_items_total{status="accepted"} 1.0' in text
     assert 'retail_api_items_rejected_total{reason="UnitPrice"} 1.0' in text
     assert 'path="/customers/{customer_id}/transactions"' in text and 'status_code="404"' in text
@@ -228,7 +233,7 @@ def test_customer_pages_newest_first_with_a_cursor():
     ({"limit": 101}, 400, "Validation failed"),
     ({"limit": "ten"}, 400, "Validation failed"),
     ({"cursor": "garbage"}, 400, "Validation failed"),  # not token-shaped: the documented pattern
-    ({"cursor": "a.b"}, 400, "invalid cursor"),
+    ({"cursor": "0123abcd.a.b"}, 400, "invalid cursor"),
     ({"cursor": "x" * 3000}, 400, "Validation failed"),
 ])
 def test_bad_paging_parameters_are_400(query, status, detail):
@@ -290,8 +295,11 @@ def test_health_and_the_openapi_document():
         assert client.get("/healthz").json() == {"status": "ok"}
         doc = client.get("/schema/openapi.json").json()
     post = doc["paths"]["/transactions"]["post"]
-    assert set(post["responses"]) == {"202", "400", "413", "415", "422", "503"}
+    assert set(post["responses"]) == {"202", "400", "401", "403", "413", "415", "422", "429", "503"}
     assert set(post["requestBody"]["content"]) == {"application/json", "text/csv"}
-    assert set(doc["paths"]["/customers/{customer_id}/transactions"]["get"]["responses"]) == {"200", "400", "404", "503"}
-    assert set(doc["paths"]["/invoices/{invoice_no}"]["get"]["responses"]) == {"200", "400", "404", "503"}
-    assert "/healthz" in doc["paths"] and "/metrics" in doc["paths"]
+    reads = {"200", "400", "401", "403", "404", "429", "503"}
+    assert set(doc["paths"]["/customers/{customer_id}/transactions"]["get"]["responses"]) == reads
+    assert set(doc["paths"]["/invoices/{invoice_no}"]["get"]["responses"]) == reads
+    assert "/healthz" in doc["paths"] and "/metrics" not in doc["paths"]
+    assert set(doc["components"]["securitySchemes"]) == {"apiKey", "bearer"}
+    assert doc["paths"]["/healthz"]["get"]["security"] == [{}]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import time
 from decimal import Decimal
 
 import pytest
@@ -40,18 +41,49 @@ def flip(token: str, position: int) -> str:
 def test_every_tampering_is_refused():
     codec = CursorCodec("secret")
     token = codec.encode(KEY)
-    body, tag = token.split(".")
-    edited = dict(KEY, customer_id={"N": "12346"})
+    kid, body, tag = token.split(".")
+    edited = {"k": dict(KEY, customer_id={"N": "12346"}), "iat": int(time.time())}
     forged = base64.urlsafe_b64encode(json.dumps(edited).encode()).rstrip(b"=").decode()
-    for bad in [flip(token, 3), flip(token, len(token) - 2), f"{forged}.{tag}", body, f"{body}.", f".{tag}",
-                token + "A", "", "not a cursor", "é.é", token * 40]:
+    for bad in [flip(token, 3), flip(token, 12), flip(token, len(token) - 2), f"{kid}.{forged}.{tag}",
+                f"{kid}.{body}", f"{kid}.{body}.", f"{kid}..{tag}", token + "A", "", "not a cursor", "é.é.é",
+                token * 40]:
         with pytest.raises(InvalidCursor):
             codec.decode(bad)
 
 
 def test_a_cursor_from_another_secret_is_refused():
-    with pytest.raises(InvalidCursor, match="not issued by this API"):
+    with pytest.raises(InvalidCursor, match="no longer holds"):
         CursorCodec("other").decode(CursorCodec("secret").encode(KEY))
+    # The same key id with another secret (a forged kid) fails on the signature.
+    token = CursorCodec("secret").encode(KEY)
+    other = CursorCodec("other")
+    kid = other.encode(KEY).split(".")[0]
+    with pytest.raises(InvalidCursor, match="not issued by this API"):
+        other.decode(kid + token[token.index("."):])
+
+
+def test_a_cursor_expires_after_its_time_to_live():
+    now = [1_000_000.0]
+    codec = CursorCodec("secret", ttl_seconds=60, clock=lambda: now[0])
+    token = codec.encode(KEY)
+    now[0] += 60
+    assert codec.decode(token) == KEY
+    now[0] += 1
+    with pytest.raises(InvalidCursor, match="expired"):
+        codec.decode(token)
+    # Issued in the future (past a minute of skew): not ours to trust.
+    future = CursorCodec("secret", clock=lambda: now[0] + 3600).encode(KEY)
+    with pytest.raises(InvalidCursor):
+        codec.decode(future)
+
+
+def test_after_a_rotation_cursors_of_the_previous_secret_still_page_on():
+    old = CursorCodec("old").encode(KEY)
+    rotated = CursorCodec("new", previous="old")
+    assert rotated.decode(old) == KEY
+    assert rotated.encode(KEY).split(".")[0] != old.split(".")[0]  # new cursors name the new key
+    with pytest.raises(InvalidCursor, match="no longer holds"):
+        CursorCodec("newer", previous="new").decode(old)
 
 
 def test_without_a_secret_each_codec_has_its_own():
