@@ -66,7 +66,8 @@ def publish(checked: Sequence[Checked], writer: KinesisWriter) -> list[Outcome]:
         for entry in batch:
             item = by_entry[id(entry)]
             record = item.record
-            assert record is not None
+            if record is None:  # only checked records are batched; a bug, not bad input
+                raise RuntimeError(f"item {item.index} was sent without a record")
             if id(entry) in not_taken:
                 outcomes[item.index] = Outcome(item.index, item.line, "failed", record.event_id, not_taken[id(entry)])
             else:

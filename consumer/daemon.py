@@ -18,7 +18,7 @@ import functools
 import json
 import os
 import signal
-import subprocess
+import subprocess  # nosec B404: argv lists of programs we name, never a shell
 import sys
 import tempfile
 import threading
@@ -262,7 +262,7 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     # Own session: a terminal's Ctrl-C reaches the daemon only through us, once.
-    daemon = subprocess.Popen(
+    daemon = subprocess.Popen(  # nosec B603: our argv, no shell
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         preexec_fn=functools.partial(die_with_parent, os.getpid()),
     )

@@ -83,7 +83,7 @@ def kpl_user_keys(data: bytes) -> list[int] | None:
     if not data.startswith(MAGIC) or len(data) < 20:
         return None
     body = data[4:-16]
-    if hashlib.md5(body).digest() != data[-16:]:
+    if hashlib.md5(body, usedforsecurity=False).digest() != data[-16:]:
         return None
     try:
         aggregate = messages_pb2.AggregatedRecord.FromString(body)

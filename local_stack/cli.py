@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 
 import psycopg2
 from botocore.exceptions import BotoCoreError, ClientError
@@ -58,6 +59,8 @@ def parser() -> argparse.ArgumentParser:
         "(AWS_ENDPOINT_URL, WAREHOUSE_DSN), as docker compose's init step does",
     )
     provision.add_argument("--shards", type=int, default=2, help="shards of a new stream (default 2)")
+    provision.add_argument("--api-keys", metavar="DIR",
+                           help="also make a development API key in DIR (api-keys.json, dev-api-key) if none is there")
     return parser
 
 
@@ -70,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             from local_stack.provision import provision
 
             provision(Settings.from_env(), shard_count=args.shards)
+            if args.api_keys:
+                from local_stack.api_keys import ensure_dev_key
+
+                ensure_dev_key(Path(args.api_keys))
             return 0
         stack = LocalStack.from_env()
         if args.command == "up":

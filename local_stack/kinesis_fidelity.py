@@ -98,7 +98,7 @@ def _to_open_shards(get_shard_for_key):
         if shard is not None and shard.is_open:
             return shard
         key = int(explicit_hash_key) if explicit_hash_key else int(
-            hashlib.md5(partition_key.encode("utf-8")).hexdigest(), 16)
+            hashlib.md5(partition_key.encode("utf-8"), usedforsecurity=False).hexdigest(), 16)
         return next((s for s in stream.shards.values()
                      if s.is_open and s.starting_hash <= key <= s.ending_hash), shard)
 

@@ -16,7 +16,7 @@ import hashlib
 import os
 import pwd
 import shutil
-import subprocess
+import subprocess  # nosec B404: argv lists of programs we name, never a shell
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +52,7 @@ include_if_exists = 'local_stack_start.conf'
 START_CONF = "local_stack_start.conf"
 SERVER_BINARIES = ("initdb", "pg_ctl", "postgres")
 # Fixed, not $TMPDIR: `down` must find the cluster `up` made, whatever its environment.
-FALLBACK_ROOT = Path("/tmp")
+FALLBACK_ROOT = Path("/tmp")  # nosec B108: a folder of our own made under it, mode 0700, checked by its origin file
 FALLBACK_PREFIX = "retail-stream-pg-"
 # In a fallback folder: the data_dir it stands for, so orphans can be recognised.
 ORIGIN_FILE = "origin"
@@ -89,7 +89,7 @@ class ServiceUser:
             env.update(HOME="/", USER=self.name, LOGNAME=self.name)
         else:
             env.update(HOME=os.environ.get("HOME", "/"))
-        result = subprocess.run(
+        result = subprocess.run(  # nosec B603: our argv, no shell
             argv, cwd="/", env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
             timeout=timeout, check=False, **drop,
         )
@@ -122,7 +122,7 @@ def find_bin_dir() -> Path:
     pg_config = shutil.which("pg_config")
     if pg_config:
         # pg_config may belong to a client-only package: its bindir is checked, not trusted.
-        found = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        found = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)  # nosec B603: our argv, no shell
         if found.returncode == 0 and found.stdout.strip():
             candidates.append(Path(found.stdout.strip()))
     candidates.extend(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True))

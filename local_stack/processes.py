@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
+import subprocess  # nosec B404: argv lists of programs we name, never a shell
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +73,7 @@ class BackgroundProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as out, deferred():  # started and recorded, or neither
             # A new session: Ctrl-C in the terminal that ran `up` must not reach it.
-            child = subprocess.Popen(
+            child = subprocess.Popen(  # nosec B603: our argv, no shell
                 self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                 env=None if env is None else dict(env), start_new_session=True, close_fds=True,
             )

@@ -10,7 +10,7 @@ import functools
 import json
 import os
 import signal
-import subprocess
+import subprocess  # nosec B404: argv lists of programs we name, never a shell
 import sys
 import time
 from dataclasses import dataclass
@@ -39,7 +39,7 @@ def say(message: str) -> None:
 def run_producer(csv: Path, rejects: Path, env: dict, *extra: str) -> dict:
     """Replay the CSV into the stream; returns the producer's JSON summary.
     Its progress (a bar on a terminal) goes to our stderr."""
-    result = subprocess.run(
+    result = subprocess.run(  # nosec B603: our argv, no shell
         [sys.executable, "-m", "producer", str(csv), "--rejects", str(rejects), *extra],
         env=env, stdout=subprocess.PIPE, text=True, check=False,
     )
@@ -68,7 +68,7 @@ def consumer_running(env: dict, log_path: Path) -> Iterator[subprocess.Popen]:
     with log_path.open("w") as log:
         try:
             with deferred():  # started and known to the finally below, or neither
-                consumer = subprocess.Popen(
+                consumer = subprocess.Popen(  # nosec B603: our argv, no shell
                     [sys.executable, "-m", "consumer"], env=env, stdout=log, stderr=log,
                     preexec_fn=functools.partial(die_with_parent, os.getpid()),
                 )

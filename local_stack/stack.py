@@ -46,7 +46,7 @@ STATE_FILE = "stack.json"
 # expired (failover time) and its worker metrics are two intervals old.
 LOCAL_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",  # nosec B105: the emulator's, which takes any
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",  # plain boto3 and the aws CLI read only this one
     "KCL_SHARD_SYNC_INTERVAL_MS": "5000",

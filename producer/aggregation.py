@@ -45,7 +45,7 @@ _FRAMING_BYTES = 4 + 16 + 300
 
 def hash_key(partition_key: str) -> int:
     """Where Kinesis puts a partition key: its MD5 as a 128-bit integer. Pure."""
-    return int.from_bytes(hashlib.md5(partition_key.encode("utf-8")).digest(), "big")
+    return int.from_bytes(hashlib.md5(partition_key.encode("utf-8"), usedforsecurity=False).digest(), "big")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import yaml
 
 SERVICE_KEYS = {
     "build", "image", "command", "environment", "ports", "volumes", "tmpfs", "read_only",
-    "stop_grace_period", "depends_on", "healthcheck",
+    "stop_grace_period", "depends_on", "healthcheck", "cap_drop", "security_opt",
 }
 BUILD_KEYS = {"context", "dockerfile", "target", "args"}
 VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>\w+)(?:(?P<op>:?-)(?P<default>[^}]*))?\})")
@@ -160,6 +160,10 @@ class Project:
             argv += ["--tmpfs", mount]
         if spec.get("read_only"):
             argv.append("--read-only")
+        for capability in spec.get("cap_drop", []):
+            argv += ["--cap-drop", capability]
+        for option in spec.get("security_opt", []):
+            argv += ["--security-opt", option]
         if "stop_grace_period" in spec:
             argv += ["--stop-timeout", str(int(seconds(spec["stop_grace_period"])))]
         check = spec.get("healthcheck")

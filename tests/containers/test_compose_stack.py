@@ -2,7 +2,9 @@
 scaled to two: the sample replay and a CSV posted to the HTTP API reach every
 sink once, the API reads the posted rows back from DynamoDB, both consumers
 share the shards, their lag reaches Prometheus, which scrapes the API too,
-every image runs as a non-root user on a read-only root, and SIGTERM stops a
+every image runs as a non-root user on a read-only root with no capabilities
+and no privilege gain, the API refuses a request without the development
+key and takes it with the key, and SIGTERM stops a
 consumer cleanly inside its stop timeout. `make container-test` runs this module."""
 
 from __future__ import annotations
@@ -96,11 +98,14 @@ def sinks(stack, ports):
         os.environ.update(saved)
 
 
-def http(method: str, url: str, body: bytes | None = None, content_type: str | None = None) -> tuple[int, dict]:
+def http(method: str, url: str, body: bytes | None = None, content_type: str | None = None,
+         key: str | None = None) -> tuple[int, dict]:
     """(status, JSON body) of one request; an error status is an answer, not an exception."""
     request = urllib.request.Request(url, data=body, method=method)
     if content_type:
         request.add_header("Content-Type", content_type)
+    if key:
+        request.add_header("X-API-Key", key)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.load(response)
@@ -109,13 +114,24 @@ def http(method: str, url: str, body: bytes | None = None, content_type: str | N
 
 
 @pytest.fixture(scope="module")
-def posted(stack, ports) -> dict:
-    """The API's answer to the CSV posted once, when it is healthy, before
-    anything waits for the drain: the expected counts include its rows."""
+def api_key(stack) -> str:
+    """The development key the init step made, read as the README says."""
     stack.wait_for("api", "service_healthy", API_HEALTH_TIMEOUT)
+    found = stack.exec("api", "cat", "/run/api-keys/dev-api-key")
+    assert found.returncode == 0 and found.stdout.startswith("rsk_"), found
+    return found.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def posted(stack, ports, api_key) -> dict:
+    """The API's answer to the CSV posted once, when it is healthy, before
+    anything waits for the drain: the expected counts include its rows.
+    Without the key, the same request is refused and sends nothing."""
     query = urllib.parse.urlencode({"source": API_SOURCE})
-    status, answer = http("POST", f"http://127.0.0.1:{ports['api']}/transactions?{query}",
-                          API_CSV.encode(), "text/csv")
+    url = f"http://127.0.0.1:{ports['api']}/transactions?{query}"
+    assert http("POST", url, API_CSV.encode(), "text/csv")[0] == 401
+    assert http("GET", f"http://127.0.0.1:{ports['api']}/invoices/990001")[0] == 401
+    status, answer = http("POST", url, API_CSV.encode(), "text/csv", key=api_key)
     assert status == 202, (status, answer)
     return answer
 
@@ -161,20 +177,21 @@ def test_the_sample_replay_lands_once_in_every_sink(stack, sinks, posted):
     assert found.dead_lettered == 0
 
 
-def test_the_api_takes_a_csv_and_reads_the_customer_back(stack, sinks, posted, ports):
-    assert (posted["source"], posted["items"], posted["accepted"]) == (API_SOURCE, API_ROWS, API_ROWS), posted
+def test_the_api_takes_a_csv_and_reads_the_customer_back(stack, sinks, posted, ports, api_key):
+    stored_source = f"dev/{API_SOURCE}"  # the development key's client namespace
+    assert (posted["source"], posted["items"], posted["accepted"]) == (stored_source, API_ROWS, API_ROWS), posted
     event_ids = {item["event_id"] for item in posted["results"]}
     wait_drained(stack, sinks)
-    status, page = http("GET", f"http://127.0.0.1:{ports['api']}/customers/{API_CUSTOMER}/transactions")
+    status, page = http("GET", f"http://127.0.0.1:{ports['api']}/customers/{API_CUSTOMER}/transactions", key=api_key)
     assert status == 200, page
     items = page["items"]
     assert {item["event_id"] for item in items} == event_ids, page
     # Newest first, each as posted.
     assert [item["invoice_no"] for item in items] == ["990002", "990001"], page
-    assert all(item["source"] == API_SOURCE and item["customer_id"] == API_CUSTOMER for item in items), page
+    assert all(item["source"] == stored_source and item["customer_id"] == API_CUSTOMER for item in items), page
     assert [item["unit_price"] for item in items] == ["3.39", "2.55"], page
     assert page["next_cursor"] is None
-    status, invoice = http("GET", f"http://127.0.0.1:{ports['api']}/invoices/990001")
+    status, invoice = http("GET", f"http://127.0.0.1:{ports['api']}/invoices/990001", key=api_key)
     assert status == 200 and [item["stock_code"] for item in invoice["items"]] == ["85123A"], invoice
 
 
@@ -213,6 +230,11 @@ def test_every_image_runs_as_a_non_root_user_on_a_read_only_root(stack, service)
     assert uid.returncode == 0 and uid.stdout.strip() not in ("", "0"), uid
     written = stack.exec(service, "touch", "/probe")
     assert written.returncode != 0 and "Read-only file system" in written.stderr, written
+    # cap_drop: [ALL] and no-new-privileges, as the service's main process has them.
+    status = dict(line.split(":\t", 1) for line in stack.exec(service, "cat", "/proc/1/status").stdout.splitlines()
+                  if ":\t" in line)
+    assert int(status["CapEff"], 16) == 0 and int(status["CapBnd"], 16) == 0, status
+    assert status["NoNewPrivs"].strip() == "1", status
 
 
 def test_sigterm_stops_the_consumer_cleanly_within_its_stop_timeout(stack, sinks, posted):

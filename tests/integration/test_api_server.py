@@ -121,6 +121,28 @@ def test_a_key_made_while_it_runs_works_and_a_revoked_one_stops(api, api_setting
                10, "the revoked key to be refused")
 
 
+def test_keys_in_a_secrets_manager_secret_are_taken_and_revoked_without_a_restart(api_settings, tmp_path):
+    secret = f"retail-api-keys-{uuid.uuid4().hex[:8]}"
+    cli = [sys.executable, "-m", "api.keys_cli"]
+    key = subprocess.run([*cli, "create", "--name", "ops", "--permissions", "read", "--secret-id", secret],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    env = {**os.environ, "KINESIS_STREAM_NAME": api_settings.stream_name, "API_KEYS_SECRET_ID": secret}
+    with running_api(env, tmp_path / "api.log") as secret_api:
+        assert httpx.get(f"{secret_api.url}/invoices/1", headers={"X-API-Key": key}).status_code == 404
+        listed = subprocess.run([*cli, "list", "--secret-id", secret], capture_output=True, text=True, check=True)
+        assert listed.stdout.startswith("ops\tclient=ops\tpermissions=read") and key not in listed.stdout
+        subprocess.run([*cli, "revoke", "--name", "ops", "--secret-id", secret], check=True)
+        wait_until(lambda: httpx.get(f"{secret_api.url}/invoices/1", headers={"X-API-Key": key}).status_code == 401,
+                   10, "the revoked key to be refused")
+
+
+def test_the_api_will_not_start_without_a_way_to_authenticate(api_settings):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("API_")}
+    started = subprocess.run([sys.executable, "-m", "api", "--port", "0"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert started.returncode == 2 and "no way to authenticate callers" in started.stderr
+
+
 def test_two_clients_write_two_records_and_a_repeat_writes_none(api, api_settings):
     source = f"shared-{uuid.uuid4().hex[:8]}.csv"
     body = "\r\n".join([HEADER, ROWS[0]]) + "\r\n"

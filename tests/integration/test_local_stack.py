@@ -11,6 +11,7 @@ import sys
 from importlib import resources
 
 import boto3
+import httpx
 import psycopg2
 import pytest
 
@@ -19,6 +20,7 @@ from local_stack.ports import accepts_connections
 from local_stack.provision import provision
 from local_stack.stack import LocalStack
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -169,6 +171,35 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path, stack):
     with pytest.raises(StackError, match=f"port {stack.postgres_port} .*taken"):
         other.up()
     assert not accepts_connections(other.emulator_port)
+
+
+def test_the_api_as_the_readme_starts_it_wants_the_development_key(stack, tmp_path):
+    """`make up` made a key; `eval "$(make -s env)"; python -m api` takes it, and nothing else."""
+    status = cli(stack, "status")
+    key = stack.status().api_key
+    assert key and key.startswith("rsk_") and f"API dev key   {key}" in status.stdout
+    keys_file = stack.state_dir / "api-keys.json"
+    assert key not in keys_file.read_text() and oct(keys_file.stat().st_mode & 0o777) == "0o600"
+    exported = dict(line.removeprefix("export ").split("=", 1) for line in cli(stack, "env").stdout.splitlines())
+    assert exported["API_KEYS_FILE"] == str(keys_file) and exported["RETAIL_API_KEY"] == key
+    port, metrics_port = free_port(), free_port()
+    env = {**os.environ, **stack.environment(), "API_PORT": str(port), "API_METRICS_PORT": str(metrics_port)}
+    api = subprocess.Popen([sys.executable, "-m", "api"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=(tmp_path / "api.log").open("w"))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: accepts_connections(port), 30, "the API to listen")
+        body = {"InvoiceNo": "536365", "StockCode": "85123A", "Quantity": 6, "InvoiceDate": "2010-12-01T08:26:00",
+                "UnitPrice": "2.55", "CustomerID": 17850, "Country": "United Kingdom"}
+        assert httpx.post(f"{url}/transactions", json=body).status_code == 401
+        assert httpx.get(f"{url}/invoices/536365").status_code == 401
+        posted = httpx.post(f"{url}/transactions", json=body, headers={"X-API-Key": key})
+        assert posted.status_code == 202 and posted.json()["source"].startswith("dev/api-"), posted.text
+        assert httpx.get(f"{url}/invoices/nothing", headers={"X-API-Key": key}).status_code == 404
+    finally:
+        api.terminate()
+        assert api.wait(30) == 0
+    assert key not in (tmp_path / "api.log").read_text()
 
 
 def test_another_process_sees_the_stack_and_stops_it(stack):

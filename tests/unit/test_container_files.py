@@ -58,7 +58,16 @@ def test_the_consumer_runs_as_the_compose_file_says():
     assert "BASE_IMAGE=localhost/base" in build and build[build.index("--target") + 1] == "consumer"
     assert "127.0.0.1:1234:4566" in project.run_argv("emulator")
     assert project.build_argv("init") is None
-    assert project.run_argv("init")[-5:] == ["retail-stream/emulator:latest", "python", "-m", "local_stack", "provision"]
+    assert project.run_argv("init")[-7:] == ["retail-stream/emulator:latest", "python", "-m", "local_stack", "provision",
+                                             "--api-keys", "/run/api-keys"]
+
+
+@pytest.mark.parametrize("service", ["emulator", "postgres", "init", "consumer", "producer", "api", "prometheus"])
+def test_every_container_drops_every_capability_and_privilege_gain(service):
+    argv = Project.load(COMPOSE, "t", {}).run_argv(service)
+    assert ["--cap-drop", "ALL"] == argv[argv.index("--cap-drop"):][:2]
+    assert ["--security-opt", "no-new-privileges"] == argv[argv.index("--security-opt"):][:2]
+    assert "--read-only" in argv
 
 
 def test_the_api_runs_as_the_compose_file_says():
@@ -72,6 +81,7 @@ def test_the_api_runs_as_the_compose_file_says():
     assert health[:2] == ["python", "-c"] and "http://127.0.0.1:8080/healthz" in health[2]
     assert argv[-1] == "retail-stream/api:latest"
     assert dependencies(project.services["api"]) == {"init": "service_completed_successfully"}
+    assert "API_KEYS_FILE=/run/api-keys/api-keys.json" in argv and "t_api-keys:/run/api-keys:ro" in argv
     build = project.build_argv("api")
     assert build[build.index("--target") + 1] == "api"
     assert "127.0.0.1:8080:8080" in Project.load(COMPOSE, "t", {}).run_argv("api")
@@ -83,7 +93,7 @@ def test_prometheus_finds_the_api_in_the_compose_targets():
     (files,) = [sd["files"] for sd in job["file_sd_configs"]]
     assert files == ["targets/api.json"]
     targets = json.loads((ROOT / "deploy" / "prometheus" / "targets-compose" / "api.json").read_text())
-    assert targets == [{"targets": ["api:8080"]}]
+    assert targets == [{"targets": ["api:9103"]}]  # API_METRICS_PORT: /metrics is not on the API's port
 
 
 def test_volumes_are_the_projects_and_bind_mounts_are_absolute():
