@@ -29,10 +29,12 @@ class InvalidToken(ValueError):
 
 
 class TokenVerifier:
-    def __init__(self, issuer: str, audience: str, *, jwks_url: str = "", scope_prefix: str = "",
+    def __init__(self, issuer: str, audience: str | frozenset[str], *, jwks_url: str = "", scope_prefix: str = "",
                  client_claim: str = "sub", jwks: Any = None) -> None:
         self.issuer = issuer
-        self.audience = audience
+        # One or more (comma-separated): an app client per caller, each its own namespace and rate.
+        self.audiences = frozenset(a.strip() for a in audience.split(",") if a.strip()) \
+            if isinstance(audience, str) else audience
         self.scope_prefix = scope_prefix
         self.client_claim = client_claim
         self._jwks = jwks or jwt.PyJWKClient(jwks_url or issuer.rstrip("/") + "/.well-known/jwks.json",
@@ -65,4 +67,5 @@ class TokenVerifier:
     def _for_us(self, claims: dict) -> bool:
         audience = claims.get("aud")
         audiences = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []
-        return self.audience in audiences or (audience is None and claims.get("client_id") == self.audience)
+        return bool(self.audiences.intersection(audiences)) or (
+            audience is None and claims.get("client_id") in self.audiences)

@@ -1,5 +1,6 @@
 """The CloudFormation template as data: loaded with its short-form tags, and
-rendered with example values where a linter needs plain JSON (IAM policies)."""
+rendered with example values where a linter needs plain JSON (IAM policies);
+its Rules checked against a set of parameters."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ PSEUDO = {
     "AWS::Partition": "aws",
     "AWS::URLSuffix": "amazonaws.com",
     "AWS::StackName": "retail-stream",
+    "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/retail-stream/"
+                    "51af3dc0-da77-11e4-872e-1234567db123",
 }
 NO_VALUE = object()  # what `Ref: AWS::NoValue` renders to: the property is dropped
+# The default front door (API Gateway to an internal load balancer over HTTPS) needs a certificate.
 EXAMPLE_PARAMETERS = {
     "VpcId": "vpc-0123456789abcdef0",
     "SubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
@@ -31,13 +35,26 @@ EXAMPLE_PARAMETERS = {
         f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:retail-stream/warehouse-dsn-AbC123"
     ),
     "BucketName": "retail-raw-example",
-    "ApiIngressCidr": "10.0.0.0/16",
-}
-# What a deployment with HTTPS passes on top (Renderer(template, WITH_CERTIFICATE)).
-WITH_CERTIFICATE = {
     "ApiCertificateArn": f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/0a1b2c3d-4e5f-6789-abcd-ef0123456789",
     "ApiDomainName": "api.retail.example",
+}
+# The other front doors, passed on top (Renderer(template, LOAD_BALANCER)).
+LOAD_BALANCER = {  # the load balancer itself, internal, plain HTTP: callers inside the network
+    "ApiFrontDoor": "load-balancer",
+    "ApiCertificateArn": "",
+    "ApiDomainName": "",
+    "ApiIngressCidr": "10.0.0.0/16",
+}
+PUBLIC_LOAD_BALANCER = {  # the load balancer on the internet, HTTPS only
+    "ApiFrontDoor": "load-balancer",
     "ApiLoadBalancerScheme": "internet-facing",
+    "ApiIngressCidr": "0.0.0.0/0",
+}
+OWN_ISSUER = {  # tokens from another OIDC provider instead of the stack's Cognito pool
+    "ApiJwtIssuer": "https://login.example.com/tenant",
+    "ApiJwtAudience": "retail-api",
+    "ApiJwtJwksUrl": "https://login.example.com/tenant/keys",
+    "ApiJwtScopePrefix": "",
 }
 
 
@@ -51,9 +68,10 @@ def load() -> dict:
 
 class Renderer:
     """Evaluates the intrinsic functions the template uses (Ref, GetAtt, Sub,
-    Join, If; Equals and Not in conditions) against example parameters;
-    physical names and ARNs are made up the way AWS would make them, so
-    ARN-aware linters see realistic values."""
+    Join, Select, Split, If; Equals, Not, And, Or in conditions and rules)
+    against example parameters; physical names and ARNs are made up the way
+    AWS would make them, so ARN-aware linters see realistic values. A value
+    given for a resource's name (or `<name>.<attribute>`) stands for it."""
 
     def __init__(self, template: dict, parameters: dict | None = None) -> None:
         self.template = template
@@ -77,6 +95,10 @@ class Renderer:
                 return self.sub(arg)
             if key == "Fn::Join":
                 return arg[0].join(self.render(arg[1]))
+            if key == "Fn::Select":
+                return self.render(arg[1])[int(arg[0])]
+            if key == "Fn::Split":
+                return self.render(arg[1]).split(arg[0])
             if key == "Fn::If":
                 name, when_true, when_false = arg
                 return self.render(when_true if self.condition(name) else when_false)
@@ -90,12 +112,26 @@ class Renderer:
         (key, arg), = node.items()
         if key == "Fn::Not":
             return not self.holds(arg[0])
+        if key == "Fn::And":
+            return all(map(self.holds, arg))
+        if key == "Fn::Or":
+            return any(map(self.holds, arg))
         if key == "Fn::Equals":
             left, right = self.render(arg)
             return left == right
         if key == "Condition":
             return self.condition(arg)
         raise ValueError(f"condition function {key} is not rendered")
+
+    def broken_rules(self) -> list[str]:
+        """The AssertDescription of every Rules assertion these parameters fail
+        (CloudFormation refuses the stack before creating anything)."""
+        return [
+            assertion["AssertDescription"]
+            for rule in self.template.get("Rules", {}).values()
+            if "RuleCondition" not in rule or self.holds(rule["RuleCondition"])
+            for assertion in rule["Assertions"] if not self.holds(assertion["Assert"])
+        ]
 
     def creates(self, name: str) -> bool:
         """Whether the stack would create resource `name` (its Condition holds)."""
@@ -117,6 +153,8 @@ class Renderer:
         }.get(spec["Type"], lambda: f"{self.values['AWS::StackName']}-{name}")()
 
     def get_att(self, name: str, attribute: str) -> str:
+        if f"{name}.{attribute}" in self.values:
+            return self.values[f"{name}.{attribute}"]
         if attribute != "Arn":
             return f"{name}.{attribute}"
         kind = self.template["Resources"][name]["Type"]

@@ -2,11 +2,17 @@
 up, and every resource is there with what the services read from it.
 
 moto (5.2) skips resource types it does not model, and then fails on any
-reference to them, so the types below are taken out and references to them
-replaced by placeholders; everything else is created and checked. moto also
-creates some supported types only in part (noted where it matters). The main
-stack has no API certificate (an internal load balancer on plain HTTP, so the
-HTTPS resources' Condition is false); a second one has a certificate."""
+reference to them, so the types of NOT_IN_MOTO are taken out and references
+to them replaced by placeholders; everything else is created and checked.
+moto also creates some supported types only in part (noted where it matters).
+API Gateway v2 and Cognito are among the types left out, but moto has those
+services' own APIs: the gateway and the user pool are made through them
+instead, with the template's properties as rendered for the created stack
+(botocore checks each name and type against the service's model).
+
+The main stack is the default front door (API Gateway to an internal load
+balancer over HTTPS, with a certificate from the emulator's ACM); a second
+one is the load balancer on the internet, HTTPS only."""
 
 from __future__ import annotations
 
@@ -26,13 +32,25 @@ from tests.deploy.template import Renderer, load
 
 pytestmark = pytest.mark.integration
 
+# Resource types moto's CloudFormation (get_model_map) has no model for, and why that is acceptable.
 NOT_IN_MOTO = {
-    "AWS::S3::BucketPolicy",
-    "AWS::ApplicationAutoScaling::ScalableTarget",
-    "AWS::ApplicationAutoScaling::ScalingPolicy",
-    "AWS::CloudWatch::Alarm",
-    "AWS::APS::Workspace",
-    "AWS::SecretsManager::Secret",
+    "AWS::S3::BucketPolicy": "checked on the template (test_bucket_refuses_plain_http)",
+    "AWS::ApplicationAutoScaling::ScalableTarget": "checked on the template (the scaling tests)",
+    "AWS::ApplicationAutoScaling::ScalingPolicy": "checked on the template (the scaling tests)",
+    "AWS::CloudWatch::Alarm": "checked on the template (the consumer's scaling test)",
+    "AWS::APS::Workspace": "checked on the template (the collectors' remote-write endpoint)",
+    "AWS::SecretsManager::Secret": "checked on the template (the API's secrets test)",
+    # moto has these services' APIs: test_gateway_and_user_pool_through_the_services_apis makes them.
+    "AWS::ApiGatewayV2::Api": "made through moto's API Gateway v2 API",
+    "AWS::ApiGatewayV2::Authorizer": "made through moto's API Gateway v2 API",
+    "AWS::ApiGatewayV2::VpcLink": "made through moto's API Gateway v2 API",
+    "AWS::ApiGatewayV2::Integration": "made through moto's API Gateway v2 API",
+    "AWS::ApiGatewayV2::Route": "made through moto's API Gateway v2 API",
+    "AWS::ApiGatewayV2::Stage": "made through moto's API Gateway v2 API",
+    "AWS::Cognito::UserPool": "made through moto's Cognito user pools API",
+    "AWS::Cognito::UserPoolResourceServer": "made through moto's Cognito user pools API",
+    "AWS::Cognito::UserPoolDomain": "made through moto's Cognito user pools API",
+    "AWS::Cognito::UserPoolClient": "made through moto's Cognito user pools API",
 }
 STACK = "retail-deploy-smoke"
 # Other names than the local stack's own, so nothing clashes.
@@ -44,7 +62,7 @@ PARAMETERS = {
     "KclApplicationName": "retail-deploy-smoke-consumer",
     "ImageTag": "smoke",
     "WarehouseCidr": "10.0.32.0/20",
-    "ApiIngressCidr": "10.0.0.0/16",
+    "ApiDomainName": "api.retail.example",  # the name on the certificate the gateway verifies
 }
 
 
@@ -94,7 +112,9 @@ def aws(stack, service: str):
 
 def create_stack(local_stack, name: str, parameters: dict, cidr: str, balancer_subnets: bool = False) -> dict:
     """Stack `name` in a new VPC (`cidr`, a /16) with two subnets for the tasks
-    (and two more for the API's load balancer); its outputs by key."""
+    (and two more for the API's load balancer), and a certificate for
+    ApiDomainName from the emulator's ACM (moto checks that it exists); its
+    outputs by key."""
     ec2 = aws(local_stack, "ec2")
     vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
     prefix = cidr.rsplit(".", 2)[0]
@@ -104,8 +124,9 @@ def create_stack(local_stack, name: str, parameters: dict, cidr: str, balancer_s
         Name=f"{name}/warehouse-dsn",
         SecretString="postgresql://retail@redshift.example:5439/retail",
     )["ARN"]
+    certificate = aws(local_stack, "acm").request_certificate(DomainName=parameters["ApiDomainName"])
     parameters = {**parameters, "VpcId": vpc, "SubnetIds": ",".join(subnets[:2]),
-                  "WarehouseDsnSecretArn": secret}
+                  "WarehouseDsnSecretArn": secret, "ApiCertificateArn": certificate["CertificateArn"]}
     if balancer_subnets:
         parameters["ApiLoadBalancerSubnetIds"] = ",".join(subnets[2:])
     cloudformation = aws(local_stack, "cloudformation")
@@ -119,7 +140,7 @@ def create_stack(local_stack, name: str, parameters: dict, cidr: str, balancer_s
     )
     (stack,) = cloudformation.describe_stacks(StackName=name)["Stacks"]
     return {
-        "status": stack["StackStatus"], "secret": secret,
+        "status": stack["StackStatus"], "secret": secret, "certificate": parameters["ApiCertificateArn"],
         "subnets": subnets[:2], "balancer_subnets": subnets[2:] if balancer_subnets else subnets[:2],
         **{output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])},
     }
@@ -131,39 +152,36 @@ def deployed(local_stack) -> dict:
     return create_stack(local_stack, STACK, PARAMETERS, "10.0.0.0/16")
 
 
-# The same template with HTTPS: an internet-facing load balancer in subnets of its own.
-HTTPS_STACK = "retail-deploy-smoke-https"
-HTTPS_PARAMETERS = {
-    **{key: value.replace("retail-deploy-smoke", HTTPS_STACK) for key, value in PARAMETERS.items()},
+# The other front door: the load balancer itself on the internet (HTTPS only), in subnets of its own.
+PUBLIC_STACK = "retail-deploy-smoke-public"
+PUBLIC_PARAMETERS = {
+    **{key: value.replace("retail-deploy-smoke", PUBLIC_STACK) for key, value in PARAMETERS.items()},
+    "ApiFrontDoor": "load-balancer",
     "ApiLoadBalancerScheme": "internet-facing",
-    "ApiDomainName": "api.retail.example",
     "ApiIngressCidr": "0.0.0.0/0",
 }
 
 
 @pytest.fixture(scope="module")
-def deployed_with_https(local_stack) -> dict:
-    """The HTTPS variant, with a certificate from the emulator's ACM (moto checks it exists)."""
-    acm = aws(local_stack, "acm")
-    certificate = acm.request_certificate(DomainName="api.retail.example")["CertificateArn"]
-    parameters = {**HTTPS_PARAMETERS, "ApiCertificateArn": certificate}
-    return {**create_stack(local_stack, HTTPS_STACK, parameters, "10.1.0.0/16", balancer_subnets=True),
-            "certificate": certificate}
+def deployed_public(local_stack) -> dict:
+    return create_stack(local_stack, PUBLIC_STACK, PUBLIC_PARAMETERS, "10.1.0.0/16", balancer_subnets=True)
 
 
 def test_the_types_left_out_are_exactly_those_moto_lacks():
     """Fails once moto models one of them: then deploy it and check it here too."""
     types = {spec["Type"] for spec in load()["Resources"].values()}
-    assert {kind for kind in types if kind not in get_model_map()} == NOT_IN_MOTO
+    assert {kind for kind in types if kind not in get_model_map()} == set(NOT_IN_MOTO)
 
 
 def test_stack_is_created_with_every_other_resource(local_stack, deployed):
     assert deployed["status"] == "CREATE_COMPLETE"
     resources = aws(local_stack, "cloudformation").describe_stack_resources(StackName=STACK)["StackResources"]
-    template, renderer = load(), Renderer(load(), PARAMETERS)
+    template = load()
+    renderer = Renderer(template, {**PARAMETERS, "ApiCertificateArn": deployed["certificate"]})
+    assert renderer.broken_rules() == []  # moto does not evaluate Rules: the test does
     kept = {name for name, spec in template["Resources"].items() if spec["Type"] not in NOT_IN_MOTO}
     expected = {name for name in kept if renderer.creates(name)}
-    assert kept - expected == {"ApiHttpsListener", "ApiLoadBalancerHttpsIngress"}  # no certificate
+    assert kept - expected == {"ApiLoadBalancerHttpsIngress"}  # no ApiIngressCidr: the gateway's link only
     listed = [resource.get("LogicalResourceId") for resource in resources]
     # moto lists each resource whose Condition is false as an entry without an id.
     assert listed.count(None) == len(kept - expected)
@@ -220,6 +238,9 @@ def test_consumer_task_reads_its_settings_from_the_stack(local_stack, deployed):
     assert env["KCL_APPLICATION_NAME"] == "retail-deploy-smoke-consumer"
     assert env["WAREHOUSE_DIALECT"] == "redshift"
     assert env["REDSHIFT_IAM_ROLE"] == copy_role["Arn"]
+    (trust,) = copy_role["AssumeRolePolicyDocument"]["Statement"]
+    external_id = trust["Condition"]["StringLike"]["sts:ExternalId"]
+    assert external_id == "arn:aws:redshift:us-east-1:123456789012:dbuser:*/*"  # this account's users
     assert consumer["secrets"] == [{"name": "WAREHOUSE_DSN", "valueFrom": deployed["secret"]}]
     assert consumer["image"] == "123456789012.dkr.ecr.us-east-1.amazonaws.com/retail-stream/consumer:smoke"
     assert consumer["stopTimeout"] == 120
@@ -248,6 +269,7 @@ def test_roles_point_at_the_created_resources(local_stack, deployed):
     api = {s["Sid"]: s for s in role_policy(iam, resources["ApiTaskRole"], "serve")["Statement"]}
     assert api["WriteStream"]["Resource"] == deployed["StreamArn"]
     assert api["QueryTransactions"]["Resource"] == [table_arn, f"{table_arn}/index/{CUSTOMER_INDEX}"]
+    assert api["ReadApiKeys"]["Resource"] == "removed:ApiKeysSecret"  # moto has no secret type (above)
     execution = role_policy(iam, resources["ConsumerExecutionRole"], "pull-log-secret")
     secret_statement = next(s for s in execution["Statement"] if s["Sid"] == "ReadWarehouseDsn")
     assert secret_statement["Resource"] == deployed["secret"]
@@ -260,55 +282,169 @@ def test_api_task_reads_its_settings_from_the_stack(local_stack, deployed):
     env = {item["name"]: item["value"] for item in api["environment"]}
     assert env["KINESIS_STREAM_NAME"] == "retail-deploy-smoke"
     assert env["DYNAMODB_TABLE"] == "retail-deploy-smoke"
-    assert env["API_PORT"] == "8080"
-    # The secret is left out (moto has no model for it): its reference is the placeholder.
+    assert (env["API_PORT"], env["API_TLS"]) == ("8080", "self-signed")
+    assert (env["API_METRICS_PORT"], env["METRICS_HOST"]) == ("9103", "127.0.0.1")
+    # The secrets and the user pool are left out (moto has no model for them): their references
+    # are the placeholders; test_gateway_and_user_pool_through_the_services_apis has the real ones.
     assert api["secrets"] == [{"name": "API_CURSOR_SECRET", "valueFrom": "removed:ApiCursorSecret"}]
+    assert env["API_KEYS_SECRET_ID"] == "removed:ApiKeysSecret"
+    assert env["API_JWT_ISSUER"] == "https://removed:ApiUserPool.ProviderURL"
+    assert (env["API_JWT_AUDIENCE"], env["API_JWT_SCOPE_PREFIX"]) == ("removed:ApiAppClient", "retail-api/")
     assert api["image"] == "123456789012.dkr.ecr.us-east-1.amazonaws.com/retail-stream/api:smoke"
     assert (api["user"], api["readonlyRootFilesystem"], api["stopTimeout"]) == ("10001", True, 30)
     assert [m["containerPort"] for m in api["portMappings"]] == [8080]
-    assert "8080/healthz" in api["healthCheck"]["command"][-1]
+    assert "https://127.0.0.1:8080/healthz" in api["healthCheck"]["command"][-1]
     collector = next(c for c in definition["containerDefinitions"] if c["name"] == "metrics-collector")
     assert "job_name: retail-api" in collector["environment"][0]["value"]
+    assert '127.0.0.1:9103' in collector["environment"][0]["value"]
+    # Every container of every task: a non-root user, no capability.
+    for family in ("api", "consumer", "producer"):
+        containers = ecs.describe_task_definition(taskDefinition=f"{STACK}-{family}")["taskDefinition"][
+            "containerDefinitions"]
+        for c in containers:
+            hardened = (c["user"], c["linuxParameters"]["capabilities"])
+            assert hardened == ("10001", {"drop": ["ALL"]}), (family, c["name"])
 
 
-def test_api_is_behind_its_load_balancer(local_stack, deployed):
+def test_api_is_behind_an_internal_load_balancer_only_the_gateway_reaches(local_stack, deployed):
     elbv2 = aws(local_stack, "elbv2")
     (balancer,) = [b for b in elbv2.describe_load_balancers()["LoadBalancers"]
                    if b["DNSName"] == deployed["ApiLoadBalancerDnsName"]]
-    assert deployed["ApiUrl"] == f"http://{balancer['DNSName']}"  # no certificate: plain HTTP
+    assert deployed["ApiUrl"] == "removed:ApiGateway.ApiEndpoint"  # the gateway's, made below
     assert (balancer["Type"], balancer["Scheme"]) == ("application", "internal")
     zones = balancer["AvailabilityZones"]
     assert sorted(zone["SubnetId"] for zone in zones) == sorted(deployed["balancer_subnets"])
-    (listener,) = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
-    assert (listener["Port"], listener["Protocol"]) == (80, "HTTP")
-    (forward,) = listener["DefaultActions"]
+    listeners = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
+    listeners = {listener["Port"]: listener for listener in listeners}
+    assert sorted(listeners) == [80, 443]
+    https, http = listeners[443], listeners[80]
+    assert (https["Protocol"], https["SslPolicy"]) == ("HTTPS", "ELBSecurityPolicy-TLS13-1-2-2021-06")
+    assert [c["CertificateArn"] for c in https["Certificates"]] == [deployed["certificate"]]
+    (redirect,) = http["DefaultActions"]
+    assert (redirect["Type"], redirect["RedirectConfig"]["Protocol"]) == ("redirect", "HTTPS")
+    (forward,) = https["DefaultActions"]
     (group,) = elbv2.describe_target_groups(TargetGroupArns=[forward["TargetGroupArn"]])["TargetGroups"]
-    assert (group["Port"], group["TargetType"], group["HealthCheckPath"]) == (8080, "ip", "/healthz")
-    rules = elbv2.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]
+    checked = (group["Protocol"], group["Port"], group["TargetType"], group["HealthCheckProtocol"],
+               group["HealthCheckPath"])
+    assert checked == ("HTTPS", 8080, "ip", "HTTPS", "/healthz")  # encrypted to the tasks too
+    rules = elbv2.describe_rules(ListenerArn=https["ListenerArn"])["Rules"]
     (metrics_rule,) = [rule for rule in rules if not rule["IsDefault"]]
     assert metrics_rule["Conditions"][0]["PathPatternConfig"]["Values"] == ["/metrics*"]
     assert metrics_rule["Actions"][0]["FixedResponseConfig"]["StatusCode"] == "404"
     # moto's ECS service leaves out LoadBalancers and NetworkConfiguration: test_template_lint checks them.
 
-    # Clients from the CIDR reach the load balancer; only the load balancer reaches the tasks.
-    ec2 = aws(local_stack, "ec2")
+    # Only the VPC link's interfaces reach the load balancer (HTTPS); only the load balancer the tasks.
+    ec2, ids = aws(local_stack, "ec2"), physical_ids(local_stack)
     (balancer_sg,) = balancer["SecurityGroups"]
-    assert balancer_sg == physical_ids(local_stack)["ApiLoadBalancerSecurityGroup"]
-    task_sg = physical_ids(local_stack)["ApiSecurityGroup"]
-    groups = ec2.describe_security_groups(GroupIds=[balancer_sg, task_sg])["SecurityGroups"]
+    assert balancer_sg == ids["ApiLoadBalancerSecurityGroup"]
+    link_sg, task_sg = ids["ApiVpcLinkSecurityGroup"], ids["ApiSecurityGroup"]
+    groups = ec2.describe_security_groups(GroupIds=[balancer_sg, task_sg, link_sg])["SecurityGroups"]
     groups = {group["GroupId"]: group for group in groups}
     # (moto applies a group's ingress rules only; the egress rules are checked on the template.)
-    (clients,) = groups[balancer_sg]["IpPermissions"]
-    assert (clients["FromPort"], clients["IpRanges"][0]["CidrIp"]) == (80, "10.0.0.0/16")
+    (from_link,) = groups[balancer_sg]["IpPermissions"]
+    assert (from_link["FromPort"], from_link["UserIdGroupPairs"][0]["GroupId"]) == (443, link_sg)
+    assert from_link["IpRanges"] == []
     (from_balancer,) = groups[task_sg]["IpPermissions"]
     assert (from_balancer["FromPort"], from_balancer["UserIdGroupPairs"][0]["GroupId"]) == (8080, balancer_sg)
+    assert groups[link_sg]["IpPermissions"] == []
 
 
-def test_api_with_a_certificate_serves_https_and_redirects_http(local_stack, deployed_with_https):
-    deployed = deployed_with_https
+def gateway_and_user_pool(local_stack, deployed) -> dict[str, Any]:
+    """Makes the left-out API Gateway and Cognito resources through moto's own
+    APIs, in dependency order, each with its properties rendered against the
+    created stack (its subnets, groups, listener, log group) and what was made
+    before it; the answers by logical id."""
+    template = load()
+    region = local_stack.environment()["AWS_REGION"]
+    created = {name: physical for name, physical in physical_ids(local_stack).items() if physical}
+    values: dict[str, Any] = {**PARAMETERS, "AWS::Region": region, "SubnetIds": deployed["subnets"],
+                              "ApiCertificateArn": deployed["certificate"], **created}
+    cognito, gateway = aws(local_stack, "cognito-idp"), aws(local_stack, "apigatewayv2")
+    made: dict[str, Any] = {}
+
+    def make(name: str, call, ref, rename: dict[str, str] | None = None) -> None:
+        """`ref(answer, properties)`: what a Ref to the resource gives."""
+        renderer = Renderer(template, values)
+        assert renderer.creates(name), name
+        properties = renderer.render(template["Resources"][name]["Properties"])
+        for cfn, api in (rename or {}).items():
+            properties[api] = properties.pop(cfn)
+        made[name] = call(**properties)
+        values[name] = ref(made[name], properties)
+
+    make("ApiUserPool", cognito.create_user_pool, lambda r, _: r["UserPool"]["Id"],
+         {"UserPoolName": "PoolName"})  # the API's name for it
+    # As CloudFormation's GetAtt gives it (moto's answer has no ProviderURL).
+    values["ApiUserPool.ProviderURL"] = f"cognito-idp.{region}.amazonaws.com/{values['ApiUserPool']}"
+    make("ApiResourceServer", cognito.create_resource_server, lambda r, _: r["ResourceServer"]["Identifier"])
+    make("ApiUserPoolDomain", cognito.create_user_pool_domain, lambda _, p: p["Domain"])
+    make("ApiAppClient", cognito.create_user_pool_client, lambda r, _: r["UserPoolClient"]["ClientId"])
+    make("ApiGateway", gateway.create_api, lambda r, _: r["ApiId"])
+    make("ApiGatewayAuthorizer", gateway.create_authorizer, lambda r, _: r["AuthorizerId"])
+    make("ApiVpcLink", gateway.create_vpc_link, lambda r, _: r["VpcLinkId"])
+    make("ApiGatewayIntegration", gateway.create_integration, lambda r, _: r["IntegrationId"])
+    for name, spec in template["Resources"].items():
+        if spec["Type"] == "AWS::ApiGatewayV2::Route":
+            make(name, gateway.create_route, lambda r, _: r["RouteId"])
+    make("ApiGatewayStage", gateway.create_stage, lambda r, _: r["StageName"])
+    left_out = {name for name, spec in template["Resources"].items()
+                if spec["Type"].startswith(("AWS::ApiGatewayV2::", "AWS::Cognito::"))}
+    assert set(made) == left_out  # every one of them made
+    return made
+
+
+def test_gateway_and_user_pool_through_the_services_apis(local_stack, deployed):
+    made = gateway_and_user_pool(local_stack, deployed)
+    cognito, gateway = aws(local_stack, "cognito-idp"), aws(local_stack, "apigatewayv2")
+    pool = made["ApiUserPool"]["UserPool"]["Id"]
+    client_id = made["ApiAppClient"]["UserPoolClient"]["ClientId"]
+    client = cognito.describe_user_pool_client(UserPoolId=pool, ClientId=client_id)["UserPoolClient"]
+    assert client["AllowedOAuthFlows"] == ["client_credentials"] and client["ClientSecret"]
+    assert sorted(client["AllowedOAuthScopes"]) == ["retail-api/ingest", "retail-api/read"]
+    server = cognito.describe_resource_server(UserPoolId=pool, Identifier="retail-api")["ResourceServer"]
+    assert sorted(s["ScopeName"] for s in server["Scopes"]) == ["ingest", "read"]
+
+    api = made["ApiGateway"]["ApiId"]
+    # (moto has no GetAuthorizers: the one made is asked for by its id.)
+    authorizer = gateway.get_authorizer(ApiId=api, AuthorizerId=made["ApiGatewayAuthorizer"]["AuthorizerId"])
+    region = local_stack.environment()["AWS_REGION"]
+    assert authorizer["JwtConfiguration"] == {
+        "Issuer": f"https://cognito-idp.{region}.amazonaws.com/{pool}", "Audience": [client["ClientId"]]}
+    ids = physical_ids(local_stack)
+    link = gateway.get_vpc_link(VpcLinkId=made["ApiVpcLink"]["VpcLinkId"])
+    assert (sorted(link["SubnetIds"]), link["SecurityGroupIds"]) == (
+        sorted(deployed["subnets"]), [ids["ApiVpcLinkSecurityGroup"]])
+    (integration,) = gateway.get_integrations(ApiId=api)["Items"]
+    assert (integration["ConnectionType"], integration["ConnectionId"]) == ("VPC_LINK", link["VpcLinkId"])
+    assert integration["IntegrationUri"] == ids["ApiHttpsListener"]  # the created listener's ARN
+    assert integration["TlsConfig"] == {"ServerNameToVerify": "api.retail.example"}
+    routes = {r["RouteKey"]: r for r in gateway.get_routes(ApiId=api)["Items"]}
+    permissions = {key: (route["AuthorizationType"], route.get("AuthorizationScopes") or [])
+                   for key, route in routes.items()}
+    assert permissions == {
+        "POST /transactions": ("JWT", ["retail-api/ingest"]),
+        "GET /customers/{customer_id}/transactions": ("JWT", ["retail-api/read"]),
+        "GET /invoices/{invoice_no}": ("JWT", ["retail-api/read"]),
+        "GET /schema/openapi.json": ("JWT", []),
+        "GET /healthz": ("NONE", []),
+    }
+    assert {r["Target"] for r in routes.values()} == {f"integrations/{integration['IntegrationId']}"}
+    assert {r.get("AuthorizerId") for key, r in routes.items() if key != "GET /healthz"} == {
+        authorizer["AuthorizerId"]}
+    (stage,) = gateway.get_stages(ApiId=api)["Items"]
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == 200
+    assert stage["AccessLogSettings"]["DestinationArn"].endswith(
+        f":log-group:{ids['ApiGatewayLogGroup']}")
+    assert ids["ApiGatewayLogGroup"] == "/apigateway/retail-deploy-smoke/api"  # created by the stack
+
+
+def test_public_load_balancer_serves_https_and_redirects_http(local_stack, deployed_public):
+    deployed = deployed_public
     assert deployed["status"] == "CREATE_COMPLETE"
-    created = set(physical_ids(local_stack, HTTPS_STACK))
+    created = set(physical_ids(local_stack, PUBLIC_STACK))
     assert {"ApiHttpsListener", "ApiLoadBalancerHttpsIngress"} <= created
+    gateway_only = {"ApiVpcLinkSecurityGroup", "ApiLoadBalancerIngressFromGateway", "ApiGatewayLogGroup"}
+    assert not gateway_only & created
     assert deployed["ApiUrl"] == "https://api.retail.example"
     elbv2 = aws(local_stack, "elbv2")
     (balancer,) = [b for b in elbv2.describe_load_balancers()["LoadBalancers"]

@@ -1,7 +1,7 @@
 """The CloudFormation template, checked without AWS: three linters (cfn-lint,
-checkov, parliament), the IAM policies' content, and the template against
-what the code expects (key design, settings, ports, job names, the AWS calls
-the API makes)."""
+checkov, parliament), the IAM policies' content, the Rules, and the template
+against what the code expects (key design, settings, ports, job names, the
+AWS calls the API makes, the routes and scopes the API guards)."""
 
 from __future__ import annotations
 
@@ -20,15 +20,16 @@ from botocore import xform_name
 from prometheus_client import CollectorRegistry
 
 from api.app import create_app
-from api.metrics import ApiMetrics
 from api.server import GRACEFUL_SHUTDOWN_SECONDS
 from consumer.sinks.dynamodb import CUSTOMER_INDEX
 from local_stack.provision import CUSTOMER_INDEX_KEY, KEY_ATTRIBUTES, TABLE_KEY
 from retail_stream.settings import ENVIRONMENT, Settings
 from tests.deploy.template import (
     EXAMPLE_PARAMETERS,
+    LOAD_BALANCER,
+    OWN_ISSUER,
+    PUBLIC_LOAD_BALANCER,
     TEMPLATE,
-    WITH_CERTIFICATE,
     Renderer,
     as_list,
     identity_policies,
@@ -36,6 +37,7 @@ from tests.deploy.template import (
     resources_of_type,
     statements,
 )
+from tests.support.api_fakes import door_with_keys
 
 BIN = Path(sys.executable).parent
 REPO = TEMPLATE.parents[2]
@@ -69,7 +71,8 @@ EXPECTED_ACTIONS = {
     },
     "ProducerTaskRole": {"kinesis:PutRecords", "kinesis:ListShards", "aps:RemoteWrite"},
     # What the code calls (test_api_role_grants_exactly_the_calls_the_code_makes) and the collector's write.
-    "ApiTaskRole": {"kinesis:PutRecords", "dynamodb:Query", "aps:RemoteWrite"},
+    "ApiTaskRole": {"kinesis:PutRecords", "dynamodb:Query", "secretsmanager:GetSecretValue",
+                    "aps:RemoteWrite"},
     "RedshiftCopyRole": {"s3:GetObject", "s3:ListBucket"},
 }
 
@@ -215,6 +218,25 @@ def test_roles_trust_only_their_service(rendered):
     assert all(services == ["ecs-tasks.amazonaws.com"] for services in trusted.values()), trusted
 
 
+def test_task_and_copy_roles_trust_only_this_account(rendered):
+    """No other account's task or cluster can use the roles with data access (the confused
+    deputy); the execution roles (pull, log, one secret) carry no condition."""
+    for name, spec in rendered.items():
+        if spec["Type"] != "AWS::IAM::Role":
+            continue
+        (statement,) = statements(spec["Properties"]["AssumeRolePolicyDocument"])
+        if name == "RedshiftCopyRole":
+            # Redshift passes the database user's ARN as the external id: this account's users only.
+            assert statement["Condition"] == {"StringLike": {
+                "sts:ExternalId": "arn:aws:redshift:eu-west-1:123456789012:dbuser:*/*"}}
+        elif name.endswith("TaskRole"):
+            assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}, name
+    one_cluster = Renderer(load(), {"WarehouseClusterIdentifier": "my-cluster"}).render(
+        load()["Resources"]["RedshiftCopyRole"]["Properties"]["AssumeRolePolicyDocument"])
+    (statement,) = statements(one_cluster)
+    assert statement["Condition"]["StringLike"]["sts:ExternalId"].endswith(":dbuser:my-cluster/*")
+
+
 def test_s3_access_stays_inside_the_prefixes(template):
     policies = identity_policies(template)
     consumer = {r for s in statements(policies["ConsumerTaskRole.consume"]) if s["Action"] == "s3:PutObject"
@@ -258,7 +280,8 @@ def test_table_has_the_key_design_the_consumer_writes(template):
      ("WarehouseSchema", "warehouse_schema"), ("WarehouseTable", "warehouse_table"),
      ("FlushMaxRecords", "flush_max_records"), ("FlushMaxBytes", "flush_max_bytes"),
      ("KclInitialPosition", "kcl_initial_position"), ("ApiMaxBodyBytes", "api_max_body_bytes"),
-     ("ApiMaxItems", "api_max_items")],
+     ("ApiMaxItems", "api_max_items"), ("ApiRateLimitPerSecond", "api_rate_limit_per_second"),
+     ("ApiRateLimitBurst", "api_rate_limit_burst"), ("ApiCursorTtlSeconds", "api_cursor_ttl_seconds")],
 )
 def test_parameter_defaults_are_the_settings_defaults(template, parameter, setting):
     assert template["Parameters"][parameter]["Default"] == getattr(Settings, setting)
@@ -269,6 +292,17 @@ def test_parameter_defaults_are_the_settings_defaults(template, parameter, setti
                                                       ("ApiTaskDefinition", "api")])
 def test_service_environment_is_valid_settings(rendered, task_definition, name):
     definition = container(rendered, task_definition, name)
+    assert_valid_settings(definition)
+    # And with the other front doors and another issuer.
+    for parameters in (LOAD_BALANCER, PUBLIC_LOAD_BALANCER, OWN_ISSUER):
+        template = load()
+        other = Renderer(template, parameters).render(template["Resources"][task_definition])
+        assert_valid_settings(
+            next(c for c in other["Properties"]["ContainerDefinitions"] if c["Name"] == name))
+
+
+def assert_valid_settings(definition: dict) -> None:
+    """Settings.from_env takes the container's environment (its secrets as stand-ins)."""
     env = environment(definition)
     assert set(env) <= set(ENVIRONMENT.values()), "a variable the services do not read"
     secrets = {s["Name"] for s in definition.get("Secrets", [])}
@@ -304,7 +338,7 @@ def test_consumer_health_and_stop_timeout_fit_the_daemon(rendered):
                                                          ("ApiTaskDefinition", "api")])
 def test_collector_scrapes_its_service_as_the_local_prometheus_does(rendered, task_definition, service):
     env = environment(container(rendered, task_definition, service))
-    port = env.get("METRICS_PORT") or env["API_PORT"]  # the API serves /metrics on its own port
+    port = env.get("METRICS_PORT") or env["API_METRICS_PORT"]  # the API's: a port of its own
     collector = container(rendered, task_definition, "metrics-collector")
     config = yaml.safe_load(environment(collector)["AOT_CONFIG_CONTENT"])
     (scrape,) = config["receivers"]["prometheus"]["config"]["scrape_configs"]
@@ -325,14 +359,19 @@ def test_every_container_runs_read_only(rendered):
             assert definition["ReadonlyRootFilesystem"] is True, definition["Name"]
 
 
-def test_every_service_container_runs_as_the_images_non_root_user(rendered):
-    services = {
-        name: [d for d in spec["Properties"]["ContainerDefinitions"] if d["Name"] != "metrics-collector"]
+def test_every_container_runs_as_a_non_root_user_without_capabilities(rendered):
+    """The services as the image's user 10001, the collectors as the ADOT image's (10001 too);
+    every Linux capability dropped, none added."""
+    users = {
+        (name, d["Name"]): (d["User"], d["LinuxParameters"]["Capabilities"])
         for name, spec in rendered.items() if spec["Type"] == "AWS::ECS::TaskDefinition"
+        for d in spec["Properties"]["ContainerDefinitions"]
     }
-    assert {name: [d["User"] for d in found] for name, found in services.items()} == {
-        "ConsumerTaskDefinition": ["10001"], "ProducerTaskDefinition": ["10001"],
-        "ApiTaskDefinition": ["10001"],
+    assert users == {
+        (task, name): ("10001", {"Drop": ["ALL"]})
+        for task, service in (("ConsumerTaskDefinition", "consumer"), ("ProducerTaskDefinition", "producer"),
+                              ("ApiTaskDefinition", "api"))
+        for name in (service, "metrics-collector")
     }
 
 
@@ -361,13 +400,28 @@ def test_consumer_scales_on_stream_lag_up_to_one_task_per_shard(template):
 
 # --- the HTTP API ---------------------------------------------------------------------
 
-API_CODE = [*sorted((REPO / "api").glob("*.py")), REPO / "producer" / "kinesis_writer.py"]
+# api/keys_cli.py is the operators' tool, run with their own credentials, not the task's code.
+API_CODE = [*sorted(path for path in (REPO / "api").glob("*.py") if path.name != "keys_cli.py"),
+            REPO / "producer" / "kinesis_writer.py"]
 PRODUCER_CODE = sorted((REPO / "producer").glob("*.py"))
+GATEWAY_TYPES = {"AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Authorizer", "AWS::ApiGatewayV2::VpcLink",
+                 "AWS::ApiGatewayV2::Integration", "AWS::ApiGatewayV2::Route", "AWS::ApiGatewayV2::Stage"}
+USER_POOL_TYPES = {"AWS::Cognito::UserPool", "AWS::Cognito::UserPoolResourceServer",
+                   "AWS::Cognito::UserPoolDomain", "AWS::Cognito::UserPoolClient"}
 
 
-def aws_operations_called(paths: list[Path]) -> set[str]:
-    """The boto3 operations the code calls: `<…client>.<operation>(…)`, and
-    `self._call("<operation>", …)` (api/lookups.py goes through one helper)."""
+def created(template: dict, parameters: dict | None = None) -> dict[str, dict]:
+    """The resources a stack with `parameters` creates, rendered."""
+    renderer = Renderer(template, parameters)
+    return {name: renderer.render(spec) for name, spec in template["Resources"].items()
+            if renderer.creates(name)}
+
+
+def aws_operations_called(paths: list[Path], services: set[str] = frozenset()) -> set[str]:
+    """The boto3 operations the code calls: `<…client>.<operation>(…)` or
+    `<service>.<operation>(…)` (a client named for its service, as
+    api/credentials.py's `secretsmanager`), and `self._call("<operation>", …)`
+    (api/lookups.py goes through one helper)."""
     found = set()
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -375,7 +429,9 @@ def aws_operations_called(paths: list[Path]) -> set[str]:
                 continue
             owner = node.func.value
             owner_name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
-            if "client" in owner_name.lower():
+            if owner_name.isupper():  # a constant (CLIENT_PATTERN.match), not a client
+                continue
+            if "client" in owner_name.lower() or owner_name in services:
                 found.add(node.func.attr)
             elif node.func.attr == "_call" and node.args and isinstance(node.args[0], ast.Constant):
                 found.add(node.args[0].value)
@@ -393,17 +449,18 @@ def clients_made(path: Path) -> set[str]:
 
 def test_api_role_grants_exactly_the_calls_the_code_makes(template):
     services = clients_made(REPO / "api" / "server.py")
-    assert services == {"kinesis", "dynamodb"}
+    assert services == {"kinesis", "dynamodb", "secretsmanager"}
     session = botocore.session.get_session()
     operations = {
         service: {xform_name(op): op for op in session.get_service_model(service).operation_names}
         for service in services
     }
     called = set()
-    for operation in aws_operations_called(API_CODE):
+    for operation in aws_operations_called(API_CODE, services):
         (action,) = [f"{service}:{ops[operation]}" for service, ops in operations.items() if operation in ops]
-        called.add(action)  # IAM actions of Kinesis and DynamoDB are named as their API operations
-    assert called == {"kinesis:PutRecords", "dynamodb:Query"}  # no DescribeStream, ListShards, GetItem, …
+        called.add(action)  # these services' IAM actions are named as their API operations
+    # No DescribeStream, ListShards, GetItem, DescribeSecret, …
+    assert called == {"kinesis:PutRecords", "dynamodb:Query", "secretsmanager:GetSecretValue"}
     policy = identity_policies(template)["ApiTaskRole.serve"]
     granted = {action for s in statements(policy) for action in as_list(s["Action"])}
     assert granted - {"aps:RemoteWrite"} == called
@@ -421,7 +478,7 @@ def test_producer_role_grants_exactly_the_calls_the_code_makes(template):
     assert granted - {"aps:RemoteWrite"} == called
 
 
-def test_api_role_reaches_the_stream_the_table_and_its_index_only(template):
+def test_api_role_reaches_the_stream_the_table_its_index_and_the_keys_only(template):
     by_action = {}
     for statement in statements(identity_policies(template)["ApiTaskRole.serve"]):
         assert "Condition" not in statement
@@ -431,39 +488,51 @@ def test_api_role_reaches_the_stream_the_table_and_its_index_only(template):
     assert by_action == {
         "kinesis:PutRecords": {"arn:aws:kinesis:eu-west-1:123456789012:stream/retail-transactions"},
         "dynamodb:Query": {table, f"{table}/index/{CUSTOMER_INDEX}"},
+        "secretsmanager:GetSecretValue": {Renderer(template).ref("ApiKeysSecret")},
         "aps:RemoteWrite": {
             "arn:aws:aps:eu-west-1:123456789012:workspace/ws-0123abcd-4567-89ef-0123456789ab"},
     }
 
 
-def test_api_cursor_key_is_a_generated_secret_only_the_api_reads(template, rendered):
+def test_api_secrets_are_read_each_by_its_one_role(template, rendered):
+    """The cursor key is generated and injected by ECS (the execution role reads it); the API
+    keys' secret starts empty and the task itself re-reads it (the task role)."""
     secret = template["Resources"]["ApiCursorSecret"]["Properties"]
     assert secret["GenerateSecretString"]["PasswordLength"] >= 32
     assert "SecretString" not in secret  # generated by Secrets Manager, never in the template
     api = container(rendered, "ApiTaskDefinition", "api")
-    arn = Renderer(template).ref("ApiCursorSecret")
-    assert api["Secrets"] == [{"Name": "API_CURSOR_SECRET", "ValueFrom": arn}]
+    cursor, keys = Renderer(template).ref("ApiCursorSecret"), Renderer(template).ref("ApiKeysSecret")
+    assert api["Secrets"] == [{"Name": "API_CURSOR_SECRET", "ValueFrom": cursor}]
     assert "API_CURSOR_SECRET" not in environment(api)
+    assert json.loads(template["Resources"]["ApiKeysSecret"]["Properties"]["SecretString"]) == {"keys": []}
+    assert environment(api)["API_KEYS_SECRET_ID"] == keys  # an ARN: the app reads the value itself
     readers = {
         name.split(".")[0]: set(as_list(s["Resource"]))
         for name, policy in identity_policies(template).items() for s in statements(policy)
         if "secretsmanager:GetSecretValue" in as_list(s["Action"])
     }
-    assert readers == {"ApiExecutionRole": {arn},
+    assert readers == {"ApiExecutionRole": {cursor}, "ApiTaskRole": {keys},
                        "ConsumerExecutionRole": {EXAMPLE_PARAMETERS["WarehouseDsnSecretArn"]}}
 
 
-def test_api_port_health_check_and_stop_timeout_fit_the_server(template, rendered):
-    app = create_app(Settings(), None, None, metrics=ApiMetrics(CollectorRegistry()))
-    assert {"/healthz", "/metrics", "/schema/openapi.json"} <= set(app.route_handler_method_map)
+def test_api_serves_https_on_its_port_and_metrics_on_localhost_only(template, rendered):
+    door, _ = door_with_keys(CollectorRegistry())
+    app = create_app(Settings(), None, None, door)
+    assert {"/healthz", "/schema/openapi.json"} <= set(app.route_handler_method_map)
+    assert "/metrics" not in app.route_handler_method_map  # its own port, below
     api = container(rendered, "ApiTaskDefinition", "api")
-    port = int(environment(api)["API_PORT"])
+    env = environment(api)
+    port = int(env["API_PORT"])
     assert port == Settings.api_port
-    assert api["PortMappings"] == [{"ContainerPort": port, "Protocol": "tcp"}]
-    assert f"http://127.0.0.1:{port}/healthz" in api["HealthCheck"]["Command"][-1]
+    assert env["API_TLS"] == "self-signed"  # a certificate made at start: the last hop is encrypted
+    assert api["PortMappings"] == [{"ContainerPort": port, "Protocol": "tcp"}]  # not the metrics port
+    assert (int(env["API_METRICS_PORT"]), env["METRICS_HOST"]) == (Settings.api_metrics_port, "127.0.0.1")
+    check = api["HealthCheck"]["Command"][-1]
+    assert f"https://127.0.0.1:{port}/healthz" in check and "ssl._create_unverified_context()" in check
     target_group = rendered["ApiTargetGroup"]["Properties"]
-    checked = (target_group["Port"], target_group["HealthCheckPath"], target_group["TargetType"])
-    assert checked == (port, "/healthz", "ip")
+    checked = (target_group["Protocol"], target_group["Port"], target_group["HealthCheckProtocol"],
+               target_group["HealthCheckPath"], target_group["TargetType"])
+    assert checked == ("HTTPS", port, "HTTPS", "/healthz", "ip")
     assert target_group["Matcher"] == {"HttpCode": "200"}
     (balanced,) = rendered["ApiService"]["Properties"]["LoadBalancers"]
     assert balanced == {"ContainerName": "api", "ContainerPort": port,
@@ -472,29 +541,200 @@ def test_api_port_health_check_and_stop_timeout_fit_the_server(template, rendere
     assert GRACEFUL_SHUTDOWN_SECONDS + 5 <= api["StopTimeout"] <= 120
 
 
-def test_api_load_balancer_admits_the_cidr_and_the_tasks_admit_only_it(template):
-    for parameters, ports in (({}, {80}), (WITH_CERTIFICATE, {80, 443})):
+def test_api_settings_follow_the_parameters(template):
+    for parameters in ({}, OWN_ISSUER):
         renderer = Renderer(template, parameters)
-        resources = {name: renderer.render(spec) for name, spec in template["Resources"].items()
-                     if renderer.creates(name)}
+        env = environment(container(created(template, parameters), "ApiTaskDefinition", "api"))
+        for parameter, variable in (
+            ("ApiRateLimitPerSecond", "API_RATE_LIMIT_PER_SECOND"),
+            ("ApiRateLimitBurst", "API_RATE_LIMIT_BURST"),
+            ("ApiCursorTtlSeconds", "API_CURSOR_TTL_SECONDS"), ("ApiMaxBodyBytes", "API_MAX_BODY_BYTES"),
+            ("ApiMaxItems", "API_MAX_ITEMS"), ("ApiJwtScopePrefix", "API_JWT_SCOPE_PREFIX"),
+            ("ApiJwtJwksUrl", "API_JWT_JWKS_URL"),
+        ):
+            assert env[variable] == str(renderer.values[parameter]), variable
+
+
+# --- who may call: the same issuer, audience and scopes at the gateway and in the task ---
+
+
+def test_tokens_are_checked_alike_by_the_gateway_and_the_task(template):
+    """The stack's Cognito pool by default, another OIDC provider on request; either way the
+    authorizer and the task's verifier take the same issuer and audience."""
+    for parameters, issuer, audience in (
+        ({}, "https://ApiUserPool.ProviderURL", "retail-stream-ApiAppClient"),
+        (OWN_ISSUER, OWN_ISSUER["ApiJwtIssuer"], OWN_ISSUER["ApiJwtAudience"]),
+    ):
+        resources = created(template, parameters)
+        (jwt,) = [spec["Properties"] for spec in resources.values()
+                  if spec["Type"] == "AWS::ApiGatewayV2::Authorizer"]
+        assert (jwt["AuthorizerType"], jwt["IdentitySource"]) == ("JWT", ["$request.header.Authorization"])
+        assert jwt["JwtConfiguration"] == {"Issuer": issuer, "Audience": [audience]}
+        env = environment(container(resources, "ApiTaskDefinition", "api"))
+        assert (env["API_JWT_ISSUER"], env["API_JWT_AUDIENCE"]) == (issuer, audience)
+        pool = {spec["Type"] for spec in resources.values()} & USER_POOL_TYPES
+        assert pool == (USER_POOL_TYPES if parameters is not OWN_ISSUER else set())
+    issuer = Renderer(template).render(template["Outputs"]["ApiJwtIssuer"]["Value"])
+    assert issuer == "https://ApiUserPool.ProviderURL"
+
+
+def test_the_pools_app_client_gets_exactly_the_routes_scopes_by_client_credentials(template):
+    resources = created(template)
+    server = resources["ApiResourceServer"]["Properties"]
+    assert server["Identifier"] == "retail-api"  # the prefix retail-api/ without its slash
+    assert {s["ScopeName"] for s in server["Scopes"]} == {"ingest", "read"}
+    client = resources["ApiAppClient"]["Properties"]
+    assert client["AllowedOAuthFlows"] == ["client_credentials"] and client["AllowedOAuthFlowsUserPoolClient"]
+    assert client["GenerateSecret"] is True
+    route_scopes = {scope for spec in resources.values() if spec["Type"] == "AWS::ApiGatewayV2::Route"
+                    for scope in spec["Properties"].get("AuthorizationScopes", [])}
+    assert set(client["AllowedOAuthScopes"]) == route_scopes == {
+        f"{server['Identifier']}/{s['ScopeName']}" for s in server["Scopes"]}
+    pool = resources["ApiUserPool"]["Properties"]
+    assert pool["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}  # no sign-up
+    # The token endpoint's domain: unique to the stack (its id's UUID), no reserved word in it.
+    domain = resources["ApiUserPoolDomain"]["Properties"]["Domain"]
+    assert domain == "retail-api-51af3dc0-da77-11e4-872e-1234567db123"
+    assert not re.search("aws|amazon|cognito", domain) and len(domain) <= 63
+
+
+def test_gateway_routes_are_the_services_routes_with_its_permissions(template):
+    door, _ = door_with_keys(CollectorRegistry())
+    app = create_app(Settings(), None, None, door)
+    served = {(method, re.sub(r"\{(\w+):\w+\}", r"{\1}", path))
+              for path, methods in app.route_handler_method_map.items() for method in methods
+              if method not in ("HEAD", "OPTIONS")}
+    # Litestar's OpenAPI controller (/schema, /schema/{path}): the gateway routes its JSON document only.
+    schema = {route for route in served if route[1].startswith("/schema")}
+    assert ("GET", "/schema/{path}") in schema
+    served = served - schema | {("GET", "/schema/openapi.json")}
+    routes = {spec["Properties"]["RouteKey"]: spec["Properties"] for spec in created(template).values()
+              if spec["Type"] == "AWS::ApiGatewayV2::Route"}
+    assert {tuple(key.split(" ")) for key in routes} == served  # nothing else reaches the service
+    permissions = {key: (route["AuthorizationType"], route.get("AuthorizationScopes"))
+                   for key, route in routes.items()}
+    assert permissions == {
+        "POST /transactions": ("JWT", ["retail-api/ingest"]),
+        "GET /customers/{customer_id}/transactions": ("JWT", ["retail-api/read"]),
+        "GET /invoices/{invoice_no}": ("JWT", ["retail-api/read"]),
+        "GET /schema/openapi.json": ("JWT", None),  # any valid token, as the service asks
+        "GET /healthz": ("NONE", None),
+    }
+    # With bare scope names (another provider's, ApiJwtScopePrefix empty).
+    scopes = {spec["Properties"]["RouteKey"]: spec["Properties"].get("AuthorizationScopes")
+              for spec in created(template, OWN_ISSUER).values()
+              if spec["Type"] == "AWS::ApiGatewayV2::Route"}
+    assert scopes["POST /transactions"] == ["ingest"] and scopes["GET /invoices/{invoice_no}"] == ["read"]
+
+
+def test_gateway_reaches_the_internal_balancer_over_https_through_its_vpc_link(template):
+    resources = created(template)
+    assert {spec["Type"] for spec in resources.values()} >= GATEWAY_TYPES
+    integration = resources["ApiGatewayIntegration"]["Properties"]
+    assert (integration["IntegrationType"], integration["ConnectionType"]) == ("HTTP_PROXY", "VPC_LINK")
+    assert integration["ConnectionId"] == "retail-stream-ApiVpcLink"
+    assert integration["IntegrationUri"] == "retail-stream-ApiHttpsListener"  # the HTTPS listener's ARN
+    assert integration["TlsConfig"] == {"ServerNameToVerify": EXAMPLE_PARAMETERS["ApiDomainName"]}
+    assert integration["TimeoutInMillis"] <= 30000
+    assert resources["ApiLoadBalancer"]["Properties"]["Scheme"] == "internal"
+    link = resources["ApiVpcLink"]["Properties"]
+    assert link["SubnetIds"] == EXAMPLE_PARAMETERS["SubnetIds"]
+    assert link["SecurityGroupIds"] == ["retail-stream-ApiVpcLinkSecurityGroup"]
+    route_targets = {spec["Properties"]["Target"] for spec in resources.values()
+                     if spec["Type"] == "AWS::ApiGatewayV2::Route"}
+    assert route_targets == {"integrations/retail-stream-ApiGatewayIntegration"}
+    # The other front doors make no gateway at all.
+    for parameters in (LOAD_BALANCER, PUBLIC_LOAD_BALANCER):
+        assert not {spec["Type"] for spec in created(template, parameters).values()} & GATEWAY_TYPES
+
+
+def test_gateway_throttles_all_callers_and_logs_every_request(template):
+    stage = created(template)["ApiGatewayStage"]["Properties"]
+    assert (stage["StageName"], stage["AutoDeploy"]) == ("$default", True)
+    assert stage["DefaultRouteSettings"] == {"ThrottlingRateLimit": 200, "ThrottlingBurstLimit": 400}
+    logs = stage["AccessLogSettings"]
+    assert logs["DestinationArn"] == (
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/apigateway/retail-stream/api")
+    line = json.loads(logs["Format"])  # one JSON object a line
+    assert {"request_id", "status", "route", "client", "authorizer_error", "integration_error"} <= set(line)
+    # Above the service's own limit, which is per credential and per task.
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] > Settings.api_rate_limit_per_second
+
+
+def test_no_output_holds_a_secret(template):
+    outputs = json.dumps(template["Outputs"])
+    assert "ClientSecret" not in outputs and "SecretString" not in outputs
+    wanted = {"ApiUrl", "ApiTokenEndpoint", "ApiClientId", "ApiKeysSecretArn", "ApiScopes"}
+    assert wanted <= set(template["Outputs"])
+    renderer = Renderer(template)
+    value = lambda name: renderer.render(template["Outputs"][name]["Value"])  # noqa: E731
+    assert value("ApiTokenEndpoint") == (
+        "https://retail-stream-ApiUserPoolDomain.auth.eu-west-1.amazoncognito.com/oauth2/token")
+    assert value("ApiClientId") == "retail-stream-ApiAppClient"  # Ref: the client's id
+    assert value("ApiScopes") == "retail-api/ingest retail-api/read"
+
+
+# --- the load balancer and who reaches it --------------------------------------------
+
+
+def test_the_rules_refuse_what_would_not_work_or_be_open(template):
+    documented = ({}, LOAD_BALANCER, PUBLIC_LOAD_BALANCER, OWN_ISSUER, {"ApiIngressCidr": "10.0.0.0/16"})
+    for parameters in documented:
+        assert Renderer(template, parameters).broken_rules() == [], parameters
+    refused = {
+        "ApiFrontDoor=api-gateway needs ApiCertificateArn": {"ApiCertificateArn": ""},
+        "needs ApiDomainName": {"ApiDomainName": ""},
+        "the load balancer is internal": {"ApiLoadBalancerScheme": "internet-facing"},
+        "load-balancer needs ApiIngressCidr": {**LOAD_BALANCER, "ApiIngressCidr": ""},
+        "internet-facing API load balancer needs ApiCertificateArn":
+            {**PUBLIC_LOAD_BALANCER, "ApiCertificateArn": ""},
+        "ApiJwtIssuer needs ApiJwtAudience": {**OWN_ISSUER, "ApiJwtAudience": ""},
+        "ApiJwtScopePrefix may not be empty": {"ApiJwtScopePrefix": ""},
+    }
+    for reason, parameters in refused.items():
+        broken = Renderer(template, parameters).broken_rules()
+        assert len(broken) == 1 and reason in broken[0], (parameters, broken)
+    parameters = template["Parameters"]
+    assert parameters["ApiFrontDoor"]["Default"] == "api-gateway"
+    assert parameters["ApiLoadBalancerScheme"]["Default"] == "internal"
+    assert parameters["ApiIngressCidr"]["Default"] == ""  # no open default: nobody but the gateway
+
+
+def test_load_balancer_admits_the_gateway_or_the_cidr_and_the_tasks_admit_only_it(template):
+    gateway_link = ("retail-stream-ApiVpcLinkSecurityGroup", "SourceSecurityGroupId")
+    for parameters, admitted in (
+        ({}, {(443, gateway_link)}),
+        ({"ApiIngressCidr": "10.0.0.0/16"}, {(443, gateway_link), (80, "10.0.0.0/16"), (443, "10.0.0.0/16")}),
+        (LOAD_BALANCER, {(80, "10.0.0.0/16")}),
+        (PUBLIC_LOAD_BALANCER, {(80, "0.0.0.0/0"), (443, "0.0.0.0/0")}),
+    ):
+        resources = created(template, parameters)
         ingress = {name: spec["Properties"] for name, spec in resources.items()
                    if spec["Type"] == "AWS::EC2::SecurityGroupIngress"}
         balancer = resources["ApiLoadBalancerSecurityGroup"]["Properties"]
-        balancer_rules = balancer["SecurityGroupIngress"] + [
+        balancer_rules = balancer.get("SecurityGroupIngress", []) + [
             rule for rule in ingress.values()
             if rule["GroupId"] == "retail-stream-ApiLoadBalancerSecurityGroup"]
-        assert {(r["FromPort"], r["ToPort"], r["CidrIp"]) for r in balancer_rules} == {
-            (port, port, "10.0.0.0/16") for port in ports}
+        for rule in balancer_rules:
+            assert rule["FromPort"] == rule["ToPort"]
+        assert {(r["FromPort"], r.get("CidrIp") or (r["SourceSecurityGroupId"], "SourceSecurityGroupId"))
+                for r in balancer_rules} == admitted, parameters
         (egress,) = balancer["SecurityGroupEgress"]
         assert (egress["FromPort"], egress["ToPort"], egress["DestinationSecurityGroupId"]) == (
             8080, 8080, "retail-stream-ApiSecurityGroup")
+        if "ApiVpcLinkSecurityGroup" in resources:  # the link may open HTTPS to the balancer, nothing else
+            (egress,) = resources["ApiVpcLinkSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+            assert (egress["FromPort"], egress["ToPort"], egress["DestinationSecurityGroupId"]) == (
+                443, 443, "retail-stream-ApiLoadBalancerSecurityGroup")
         tasks = [rule for rule in ingress.values() if rule["GroupId"] == "retail-stream-ApiSecurityGroup"]
         assert [(r["FromPort"], r["ToPort"], r["SourceSecurityGroupId"]) for r in tasks] == [
             (8080, 8080, "retail-stream-ApiLoadBalancerSecurityGroup")]
-        # No task group takes anything else: the consumer's and producer's none at all.
+        # No other group takes anything: the consumer's, the producer's and the VPC link's none at all.
         for name, spec in resources.items():
             if spec["Type"] == "AWS::EC2::SecurityGroup" and name != "ApiLoadBalancerSecurityGroup":
                 assert "SecurityGroupIngress" not in spec["Properties"], name
+        assert {rule["GroupId"] for rule in ingress.values()} <= {
+            "retail-stream-ApiSecurityGroup", "retail-stream-ApiLoadBalancerSecurityGroup"}
         service = resources["ApiService"]["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
         assert service["AssignPublicIp"] == "DISABLED"
         assert service["SecurityGroups"] == ["retail-stream-ApiSecurityGroup"]
@@ -503,40 +743,34 @@ def test_api_load_balancer_admits_the_cidr_and_the_tasks_admit_only_it(template)
 def test_api_listener_serves_https_with_a_certificate_and_plain_http_without(template):
     resources = template["Resources"]
     forward = [{"Type": "forward", "TargetGroupArn": "retail-stream-ApiTargetGroup"}]
-    plain = Renderer(template)
+    plain = Renderer(template, LOAD_BALANCER)
     http = plain.render(resources["ApiHttpListener"])["Properties"]
     assert (http["Port"], http["Protocol"], http["DefaultActions"]) == (80, "HTTP", forward)
     assert not plain.creates("ApiHttpsListener")
     metrics_rule = plain.render(resources["ApiMetricsNotPublic"])["Properties"]
     assert metrics_rule["ListenerArn"] == "retail-stream-ApiHttpListener"
 
-    secure = Renderer(template, WITH_CERTIFICATE)
-    assert secure.creates("ApiHttpsListener")
-    https = secure.render(resources["ApiHttpsListener"])["Properties"]
-    assert (https["Port"], https["Protocol"], https["DefaultActions"]) == (443, "HTTPS", forward)
-    assert https["Certificates"] == [{"CertificateArn": WITH_CERTIFICATE["ApiCertificateArn"]}]
-    assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"  # TLS 1.2 and 1.3 only
-    http = secure.render(resources["ApiHttpListener"])["Properties"]
-    assert (http["Port"], http["Protocol"]) == (80, "HTTP")  # the same port either way: updates never clash
-    assert http["DefaultActions"] == [
-        {"Type": "redirect",
-         "RedirectConfig": {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}}]
-    metrics_rule = secure.render(resources["ApiMetricsNotPublic"])["Properties"]
-    assert metrics_rule["ListenerArn"] == "retail-stream-ApiHttpsListener"
+    for parameters in ({}, PUBLIC_LOAD_BALANCER):  # the gateway's internal balancer, a public one
+        secure = Renderer(template, parameters)
+        assert secure.creates("ApiHttpsListener")
+        https = secure.render(resources["ApiHttpsListener"])["Properties"]
+        assert (https["Port"], https["Protocol"], https["DefaultActions"]) == (443, "HTTPS", forward)
+        assert https["Certificates"] == [{"CertificateArn": EXAMPLE_PARAMETERS["ApiCertificateArn"]}]
+        assert https["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"  # TLS 1.2 and 1.3 only
+        http = secure.render(resources["ApiHttpListener"])["Properties"]
+        # The same port either way: updates never clash.
+        assert (http["Port"], http["Protocol"]) == (80, "HTTP")
+        assert http["DefaultActions"] == [
+            {"Type": "redirect",
+             "RedirectConfig": {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}}]
+        metrics_rule = secure.render(resources["ApiMetricsNotPublic"])["Properties"]
+        assert metrics_rule["ListenerArn"] == "retail-stream-ApiHttpsListener"
     # The service waits for the forwarding listener (through the rule, which names it).
     assert set(resources["ApiService"]["DependsOn"]) == {"ApiHttpListener", "ApiMetricsNotPublic"}
 
 
-def test_plain_http_is_refused_for_an_internet_facing_load_balancer(template):
-    rule = template["Rules"]["InternetFacingApiServesHttps"]
-    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ApiLoadBalancerScheme"}, "internet-facing"]}
-    (assertion,) = rule["Assertions"]
-    assert assertion["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ApiCertificateArn"}, ""]}]}
-    assert template["Parameters"]["ApiLoadBalancerScheme"]["Default"] == "internal"
-    assert "Default" not in template["Parameters"]["ApiIngressCidr"]  # no open default
-
-
 def test_metrics_are_not_served_through_the_load_balancer(rendered):
+    """/metrics is on a port of its own now; the rule answers 404 for it should it come back."""
     rule = rendered["ApiMetricsNotPublic"]["Properties"]
     (condition,) = rule["Conditions"]
     assert condition == {"Field": "path-pattern", "PathPatternConfig": {"Values": ["/metrics*"]}}
@@ -567,7 +801,8 @@ def test_api_scales_on_cpu_between_its_task_bounds(template):
         "PredefinedMetricType": "ECSServiceAverageCPUUtilization"}
 
 
-def test_api_url_output_follows_the_certificate_and_the_domain(template):
+def test_api_url_output_is_the_front_door(template):
     url = template["Outputs"]["ApiUrl"]["Value"]
-    assert Renderer(template).render(url) == "http://ApiLoadBalancer.DNSName"
-    assert Renderer(template, WITH_CERTIFICATE).render(url) == "https://api.retail.example"
+    assert Renderer(template).render(url) == "ApiGateway.ApiEndpoint"  # https://<id>.execute-api.<region>…
+    assert Renderer(template, LOAD_BALANCER).render(url) == "http://ApiLoadBalancer.DNSName"
+    assert Renderer(template, PUBLIC_LOAD_BALANCER).render(url) == "https://api.retail.example"

@@ -280,6 +280,9 @@ def test_a_valid_token_names_its_client_and_permissions(issuer):
     assert verifier(url).principal(token(scope="retail-api/read other")).permissions == {"read"}
     # A Cognito access token: no aud, the app client in client_id.
     assert verifier(url).principal(token(aud=None, client_id="retail-api")).client == "oidc:svc-1"
+    # Several app clients (API_JWT_AUDIENCE="a,b"): each is taken.
+    several = TokenVerifier(ISSUER, "other-client, retail-api", jwks_url=url)
+    assert several.principal(token(aud=None, client_id="other-client")).kind == "token"
 
 
 @pytest.mark.parametrize("claims, reason", [
