@@ -7,6 +7,7 @@ throwaway local stack (its own folder and free ports).
                checkpointed                                        per record
     processor  CPU per record (decode, validate, every sink's serialization), peak memory
     latency    put -> readable in DynamoDB, p50 / p99, against the flush age
+    warehouse  seconds per load into tables of 100k, 1M and 10M rows (bench/warehouse.py)
 
 The naive baselines run on a few thousand rows (at their pace, 100,000 would
 take the better part of an hour); every figure is a rate, so the ratios
@@ -27,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import consumer, data, latency, processor, producer
+from bench import consumer, data, latency, processor, producer, warehouse
 from local_stack import census
 from local_stack.services import consumer_running
 from local_stack.ports import free_port
@@ -167,6 +168,10 @@ def run_benches(args, settings: Settings, env: dict, tmp: Path, state_dir: Path)
         figures[f"processor_peak_rss_mb_{dialect}"] = json.loads(out)["peak_rss_mb"]
     figures["processor_peak_rss_mb"] = max(figures["processor_peak_rss_mb_redshift"],
                                            figures["processor_peak_rss_mb_postgres"])
+
+    say(f"warehouse: a {settings.flush_max_records:,}-row load into tables of "
+        f"{', '.join(f'{size:,}' for size in warehouse.SIZES)} rows (the largest takes a minute or two to fill)")
+    figures.update(warehouse.measure(settings, warehouse.SIZES, warehouse.LOADS, settings.flush_max_records))
     return figures
 
 
@@ -192,6 +197,10 @@ ROWS = [
     ("", "CPU us/record (local COPY FROM STDIN)", "processor_us_per_record_postgres", ""),
     ("", "peak RSS MB, full buffer (Redshift)", "processor_peak_rss_mb_redshift", "target < 150"),
     ("", "peak RSS MB, full buffer (local)", "processor_peak_rss_mb_postgres", "target < 150"),
+    ("warehouse", "s per load, 100k-row table", ("warehouse_load_seconds_by_rows", "100000"), ""),
+    ("", "s per load, 1M-row table", ("warehouse_load_seconds_by_rows", "1000000"), ""),
+    ("", "s per load, 10M-row table", ("warehouse_load_seconds_by_rows", "10000000"), ""),
+    ("", "10M / 100k", "warehouse_load_growth", "target <= 1.5"),
     ("latency", "put -> DynamoDB p50 ms", "latency_p50_ms", ""),
     ("", "put -> DynamoDB p99 ms", "latency_p99_ms", ""),
     ("", "put -> DynamoDB p50 ms, aggregated", "latency_aggregated_p50_ms", ""),
@@ -203,7 +212,8 @@ ROWS = [
 def print_table(figures: dict) -> None:
     say(f"\n{figures['machine']}; {figures['rows']} rows, naive baselines {figures['naive_rows']} rows")
     for part, what, key, target in ROWS:
-        say(f"{part:10s} {what:48s} {figures[key]:>10}  {target}")
+        value = figures[key[0]][key[1]] if isinstance(key, tuple) else figures[key]
+        say(f"{part:10s} {what:48s} {value:>10}  {target}")
 
 
 if __name__ == "__main__":

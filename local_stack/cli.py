@@ -59,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
         "(AWS_ENDPOINT_URL, WAREHOUSE_DSN), as docker compose's init step does",
     )
     provision.add_argument("--shards", type=int, default=2, help="shards of a new stream (default 2)")
+    ddl = commands.add_parser("warehouse-sql", help="print the warehouse's DDL and views, names filled in "
+                              "(WAREHOUSE_SCHEMA, WAREHOUSE_TABLE), to run on Redshift yourself")
+    ddl.add_argument("--dialect", choices=("redshift", "postgres"), default="redshift")
     provision.add_argument("--api-keys", metavar="DIR",
                            help="also make a development API key in DIR (api-keys.json, dev-api-key) if none is there")
     return parser
@@ -69,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logs.configure("INFO", log_format=Settings.from_env().log_format, service="local_stack")
     try:
+        if args.command == "warehouse-sql":
+            from local_stack.provision import warehouse_sql
+
+            sys.stdout.write(warehouse_sql(Settings.from_env(), args.dialect))
+            return 0
         if args.command == "provision":
             from local_stack.provision import provision
 

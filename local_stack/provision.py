@@ -129,23 +129,42 @@ def ensure_bucket_and_jsonpaths(settings: Settings) -> None:
     )
 
 
-# Run in this order: the reporting views read the table.
-WAREHOUSE_SQL = ("schema.sql", "views.sql")
+# Per dialect, run in this order: the reporting views read the table.
+WAREHOUSE_SQL = {"postgres": ("schema.sql", "views.sql"), "redshift": ("schema.redshift.sql", "views.sql")}
 
 
-def ensure_warehouse(settings: Settings) -> None:
-    """Run schema.sql (CREATE … IF NOT EXISTS only), then views.sql (CREATE OR
-    REPLACE VIEW only) in one transaction, with `{schema}` and `{table}`
-    filled in as quoted identifiers."""
+def warehouse_statements(settings: Settings) -> list[sql.Composed]:
+    """The dialect's DDL files, with `{schema}`, `{table}` and `{index}`
+    filled in as quoted identifiers. Pure but for reading the package's files."""
     names = {
         "schema": sql.Identifier(settings.warehouse_schema),
         "table": sql.Identifier(settings.warehouse_table),
+        "index": sql.Identifier(f"{settings.warehouse_table}_day_event"),
     }
+    return [sql.SQL(package_file(name)).format(**names) for name in WAREHOUSE_SQL[settings.warehouse_dialect]]
+
+
+def warehouse_sql(settings: Settings, dialect: str) -> str:
+    """The dialect's DDL and views as one script, names filled in as quoted
+    identifiers (settings validate them: lowercase letters, digits, _). Pure
+    but for reading the package's files."""
+    names = {"schema": settings.warehouse_schema, "table": settings.warehouse_table,
+             "index": f"{settings.warehouse_table}_day_event"}
+    texts = [package_file(name) for name in WAREHOUSE_SQL[dialect]]
+    script = "\n".join(texts)
+    for placeholder, name in names.items():
+        script = script.replace("{" + placeholder + "}", f'"{name}"')
+    return script
+
+
+def ensure_warehouse(settings: Settings) -> None:
+    """Run the dialect's schema (CREATE … IF NOT EXISTS only), then views.sql
+    (CREATE OR REPLACE VIEW only), in one transaction."""
     conn = psycopg2.connect(settings.warehouse_dsn, connect_timeout=10)
     try:
         with conn, conn.cursor() as cur:
-            for name in WAREHOUSE_SQL:
-                cur.execute(sql.SQL(package_file(name)).format(**names))
+            for statement in warehouse_statements(settings):
+                cur.execute(statement)
     finally:
         conn.close()
 

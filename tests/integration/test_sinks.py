@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import gzip
 import base64
+import datetime as dt
+import gzip
 import json
 import uuid
 
+import msgspec
 import psycopg2
 import pytest
 import sqlglot
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from psycopg2 import sql
 
 from consumer.batch import DeadLetter, Position
 from consumer.sinks.dynamodb import CUSTOMER_INDEX
-from consumer.sinks.warehouse import Target, jsonpaths_fields, redshift_copy_statement
+from consumer.sinks.warehouse import Target, jsonpaths_fields, merge_statements, redshift_copy_statement
 from consumer.wiring import build_sinks, jsonpaths_document, service_clients
 from retail_stream import aws
 from retail_stream.schema import decode
@@ -105,6 +109,50 @@ def test_warehouse_load_is_idempotent_across_batch_boundaries(settings):
     assert ledger == [(6, 6), (7, 4)]
 
 
+cuts = st.lists(st.integers(1, 29), max_size=6).map(lambda points: sorted(set(points)))
+
+
+@given(first_cuts=cuts, replays=st.lists(st.tuples(st.integers(0, 29), st.integers(1, 30)), min_size=1, max_size=4))
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+def test_replaying_any_part_of_earlier_batches_in_any_cut_adds_no_row(settings, first_cuts, replays):
+    """30 rows over a week, loaded in one cut, then any runs of them again in
+    other cuts (new objects, so the ledger cannot tell): the bounded merge
+    on (invoice_date, event_id) keeps every row once."""
+    wired = sinks(settings)
+    invoice = unique_invoice()
+    base = dt.datetime(2011, 3, 1)
+    records = [msgspec.structs.replace(transaction(i, invoice=invoice),
+                                       invoice_date=base + dt.timedelta(days=(i * 5) % 7, minutes=i))
+               for i in range(1, 31)]
+    shard = f"shardId-{invoice}"
+    bounds = [0, *first_cuts, 30]
+    loads = list(zip(bounds, bounds[1:])) + [(start, max(start + 1, stop)) for start, stop in replays]
+    for start, stop in loads:
+        stop = min(stop, 30)
+        batch = make_batch(records[start:stop], str(start + 1), str(stop), shard=shard)
+        wired.raw_zone.write(batch)
+        wired.warehouse.write(batch)
+    rows = warehouse(settings, "SELECT count(*), count(DISTINCT event_id) FROM retail.transactions "
+                     "WHERE invoice_no = %s", invoice)
+    assert rows == [(30, 30)]
+
+
+def test_the_merge_reads_only_the_batchs_days(settings):
+    """PostgreSQL's plan for the merge looks rows up by the (invoice_date,
+    event_id) index within the stage's dates: never a scan of the whole table."""
+    statements = merge_statements(Target("retail", "transactions", jsonpaths_fields(jsonpaths_document())))
+    with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
+        cur.execute(statements["stage"])
+        cur.execute(sql.SQL("INSERT INTO stage_transactions SELECT * FROM retail.transactions LIMIT 50"))
+        cur.execute(statements["analyze"])
+        cur.execute(sql.SQL("EXPLAIN ") + statements["merge"], (dt.datetime(2011, 1, 1), dt.datetime(2011, 1, 8)))
+        plan = "\n".join(row[0] for row in cur.fetchall())
+        conn.rollback()
+    conn.close()
+    assert "transactions_day_event" in plan, plan
+    assert "Seq Scan on transactions t" not in plan, plan
+
+
 def test_batches_cut_inside_one_aggregate_reach_the_warehouse_once_each(settings):
     """Ten user records of one KPL aggregate (one sequence number), cut in
     three batches, then re-read after a crash from sub-sequence 3 and cut in
@@ -181,6 +229,20 @@ def test_redshift_copy_parses_as_redshift_sql(settings):
     assert "FORMAT AS JSON 's3://retail-raw/jsonpaths/transactions.jsonpaths' GZIP" in text
     parsed = sqlglot.parse_one(text, read="redshift")
     assert parsed.key == "copy"
+
+
+def test_every_load_statement_parses_as_redshift(settings):
+    statements = merge_statements(Target("retail", "transactions", jsonpaths_fields(jsonpaths_document())))
+    with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
+        for name, statement in statements.items():
+            text = cur.mogrify(statement, ("k", "s", "1", 0, "9", 0, 9, 9, dt.datetime(2011, 1, 1))[
+                :statement.as_string(conn).count("%s")]).decode()
+            if name == "merge":
+                text = cur.mogrify(statement, (dt.datetime(2011, 1, 1), dt.datetime(2011, 1, 8))).decode()
+                assert "BETWEEN '2011-01-01T00:00:00'::timestamp AND '2011-01-08T00:00:00'::timestamp" in text
+                text = text.replace("::timestamp", "")  # psycopg2's cast; Redshift reads the bare literal
+            assert len(sqlglot.parse(text, read="redshift", error_level=sqlglot.ErrorLevel.RAISE)) == 1, name
+    conn.close()
 
 
 def test_a_hostile_literal_stays_a_literal(settings):
