@@ -164,6 +164,8 @@ async def post_transactions(
     given = new_source_id() if source is None else source
     source = principal.source_for(given)
     problem = ingest.source_problem(given)
+    if not problem and principal.client is None and "/" in given:
+        problem = "source may not hold '/' with a producer-ids key: that is how client namespaces are spelt"
     if not problem and len(source) > ingest.MAX_SOURCE_CHARS:
         problem = f"source must be at most {ingest.MAX_SOURCE_CHARS - len(source) + len(given)} characters " \
                   f"for this client (stored as {principal.client}/<source>)"

@@ -100,6 +100,15 @@ class FileStore:
         """Atomically (the API may be reading it), readable by this user only."""
         folder = os.path.dirname(os.path.abspath(self.path))
         descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".api-keys-")
+        try:
+            # The file the API reads keeps its mode and owner (a sudo'd revoke must not lock the API out of it).
+            before = os.stat(self.path)
+        except FileNotFoundError:
+            before = None
+        if before is not None:
+            os.fchmod(descriptor, before.st_mode & 0o777)
+            if hasattr(os, "fchown") and os.geteuid() == 0:
+                os.fchown(descriptor, before.st_uid, before.st_gid)
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:
             out.write(text)
         os.replace(temporary, self.path)

@@ -37,21 +37,25 @@ class TokenVerifier:
             if isinstance(audience, str) else audience
         self.scope_prefix = scope_prefix
         self.client_claim = client_claim
+        # The key set is cached for `lifespan`; single keys are not (cache_keys would keep a key
+        # the issuer has rotated out for the life of the process).
         self._jwks = jwks or jwt.PyJWKClient(jwks_url or issuer.rstrip("/") + "/.well-known/jwks.json",
-                                             cache_keys=True, lifespan=600, timeout=5)
+                                             cache_keys=False, lifespan=600, timeout=5)
 
     def principal(self, token: str) -> Principal:
         """The caller the token names; raises InvalidToken. Blocking (the JWKS
         is fetched when a key is not cached): call it from a worker thread."""
         try:
             key = self._jwks.get_signing_key_from_jwt(token)
-            claims = jwt.decode(token, key.key, algorithms=ALGORITHMS, issuer=self.issuer, leeway=LEEWAY_SECONDS,
+            # Only the key's own algorithm: a header naming another (ES256 on an RSA key) is refused.
+            allowed = [key.algorithm_name] if key.algorithm_name in ALGORITHMS else []
+            claims = jwt.decode(token, key.key, algorithms=allowed, issuer=self.issuer, leeway=LEEWAY_SECONDS,
                                 options={"require": REQUIRED_CLAIMS, "verify_aud": False})
         except jwt.PyJWKClientConnectionError:
             raise InvalidToken("the token issuer's keys could not be fetched") from None
         except jwt.PyJWKClientError as exc:
             raise InvalidToken(f"token key: {exc}") from None
-        except jwt.InvalidTokenError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:  # PyJWT raises TypeError for a key of another kind
             raise InvalidToken(f"token: {exc}") from None
         if not self._for_us(claims):
             raise InvalidToken("token: not issued for this API (aud / client_id)")
@@ -65,7 +69,8 @@ class TokenVerifier:
         return Principal(f"oidc:{client}", f"oidc:{client}", permissions, kind="token")
 
     def _for_us(self, claims: dict) -> bool:
-        audience = claims.get("aud")
+        audience, client_id = claims.get("aud"), claims.get("client_id")
         audiences = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []
-        return bool(self.audiences.intersection(audiences)) or (
-            audience is None and claims.get("client_id") in self.audiences)
+        if any(isinstance(a, str) and a in self.audiences for a in audiences):
+            return True
+        return audience is None and isinstance(client_id, str) and client_id in self.audiences

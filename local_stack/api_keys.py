@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from api.credentials import add_key
+from api.credentials import add_key, parse_keys, remove_key
 
 KEYS_FILE = "api-keys.json"
 KEY_FILE = "dev-api-key"
@@ -26,7 +26,10 @@ def ensure_dev_key(folder: Path) -> tuple[Path, str]:
     if keys_file.exists() and key_file.exists():
         return keys_file, key_file.read_text().strip()
     folder.mkdir(parents=True, exist_ok=True)
-    text, key = add_key("", DEV_KEY_NAME, ["ingest", "read"])
+    existing = keys_file.read_text() if keys_file.exists() else ""  # keys added with retail-api-keys stay
+    if existing and DEV_KEY_NAME in {p.name for p in parse_keys(existing).values()}:
+        existing = remove_key(existing, DEV_KEY_NAME)  # its key file is gone: a new one replaces it
+    text, key = add_key(existing, DEV_KEY_NAME, ["ingest", "read"])
     _write_private(key_file, key + "\n")
     _write_private(keys_file, text)
     return keys_file, key

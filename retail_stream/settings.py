@@ -30,6 +30,7 @@ DIALECTS = ("postgres", "redshift")
 POSITIONS = ("TRIM_HORIZON", "LATEST")
 LOG_FORMATS = ("auto", "json", "console")  # auto: console on a terminal, JSON lines otherwise
 API_TLS = ("off", "self-signed")
+SECRETS = frozenset({"api_cursor_secret", "api_cursor_previous_secret"})  # never in a message
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,10 @@ class Settings:
             ("api_max_body_bytes", 1024 <= self.api_max_body_bytes <= 64 * 1024 * 1024),
             ("api_max_items", 1 <= self.api_max_items <= 10_000),
             ("api_cursor_ttl_seconds", 1 <= self.api_cursor_ttl_seconds <= 30 * 86_400),
+            # A short secret could be found offline from one cursor: 32 bytes at least, or none (random).
+            ("api_cursor_secret", not self.api_cursor_secret or len(self.api_cursor_secret.encode()) >= 32),
+            ("api_cursor_previous_secret", not self.api_cursor_previous_secret
+             or len(self.api_cursor_previous_secret.encode()) >= 32),
             ("api_metrics_port", 0 <= self.api_metrics_port <= 65535),
             ("api_keys_reload_seconds", 1 <= self.api_keys_reload_seconds <= 86_400),
             ("api_jwt_issuer", not self.api_jwt_issuer or self.api_jwt_issuer.startswith("https://")),
@@ -176,7 +181,8 @@ class Settings:
             checks.append(("redshift_iam_role", _IAM_ROLE.match(self.redshift_iam_role)))
         for name, ok in checks:
             if not ok:
-                raise SettingsError(f"{ENVIRONMENT[name]}={getattr(self, name)!r} is not valid")
+                shown = "(a secret, not shown)" if name in SECRETS else repr(getattr(self, name))
+                raise SettingsError(f"{ENVIRONMENT[name]}={shown} is not valid")
 
     def metrics_port_for(self, service: str) -> int:
         """The port `service` ("producer", "consumer", "api") serves metrics on: METRICS_PORT, else its own."""

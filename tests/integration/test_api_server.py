@@ -52,7 +52,7 @@ def api_settings(settings):
 
 @pytest.fixture(scope="module")
 def api(api_settings, tmp_path_factory):
-    env = {**os.environ, "KINESIS_STREAM_NAME": api_settings.stream_name, "API_CURSOR_SECRET": "integration",
+    env = {**os.environ, "KINESIS_STREAM_NAME": api_settings.stream_name, "API_CURSOR_SECRET": "integration-" + "s" * 32,
            "API_MAX_BODY_BYTES": str(64 * 1024), "API_MAX_ITEMS": "50",
            # schemathesis sends hundreds of requests with one key; the limits have a test of their own
            "API_RATE_LIMIT_PER_SECOND": "10000", "API_RATE_LIMIT_BURST": "10000"}

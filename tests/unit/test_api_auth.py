@@ -339,3 +339,56 @@ def test_an_expired_cursor_is_400_and_says_so():
         late = client.get("/customers/17850/transactions", params={"limit": 1, "cursor": first["next_cursor"]})
     assert late.status_code == 400 and "expired" in late.json()["detail"]
 
+
+
+# --- found in review -------------------------------------------------------------
+
+
+def test_a_token_naming_another_algorithm_for_the_key_is_a_401_not_a_500(issuer):
+    url, token, _ = issuer
+    header, payload, signature = token().split(".")
+    import base64
+
+    forged = base64.urlsafe_b64encode(b'{"alg":"ES256","kid":"k1","typ":"JWT"}').rstrip(b"=").decode()
+    with pytest.raises(InvalidToken):
+        verifier(url).principal(f"{forged}.{payload}.{signature}")
+    api = Api(tokens=verifier(url))
+    with api.client() as client:
+        response = client.get("/invoices/1", headers={"Authorization": f"Bearer {forged}.{payload}.{signature}"})
+    assert response.status_code == 401
+    with pytest.raises(InvalidToken, match="not issued for this API"):
+        verifier(url).principal(token(aud=[{}]))
+
+
+def test_a_producer_ids_key_cannot_name_a_clients_namespace():
+    api = Api()
+    with api.client() as client:
+        response = client.post("/transactions", content=json.dumps(GOOD), params={"source": "tester/feed.csv"},
+                               headers={"Content-Type": "application/json", "X-API-Key": api.keys["replay"]})
+    assert response.status_code == 400 and "namespace" in response.json()["detail"]
+    assert api.stored() == []
+
+
+def test_a_short_cursor_secret_is_refused_without_being_shown():
+    import pytest as _pytest
+
+    from retail_stream.settings import SettingsError
+
+    with _pytest.raises(SettingsError) as refused:
+        Settings.from_env({"API_CURSOR_SECRET": "short-secret"})
+    assert "short-secret" not in str(refused.value) and "API_CURSOR_SECRET" in str(refused.value)
+
+
+def test_editing_a_key_file_keeps_its_mode_and_a_new_dev_key_keeps_the_other_keys(tmp_path):
+    from api.keys_cli import main as keys_cli
+    from local_stack.api_keys import ensure_dev_key
+
+    keys_file = tmp_path / "api-keys.json"
+    assert keys_cli(["create", "--name", "a", "--file", str(keys_file)]) == 0
+    keys_file.chmod(0o640)
+    assert keys_cli(["create", "--name", "b", "--file", str(keys_file)]) == 0
+    assert keys_cli(["revoke", "--name", "a", "--file", str(keys_file)]) == 0
+    assert oct(keys_file.stat().st_mode & 0o777) == "0o640"
+    _, dev = ensure_dev_key(tmp_path)  # no dev-api-key yet: the dev key joins b
+    names = {p.name for p in parse_keys(keys_file.read_text()).values()}
+    assert names == {"b", "dev"} and ensure_dev_key(tmp_path)[1] == dev
