@@ -302,11 +302,12 @@ def test_service_environment_is_valid_settings(rendered, task_definition, name):
 
 
 def assert_valid_settings(definition: dict) -> None:
-    """Settings.from_env takes the container's environment (its secrets as stand-ins)."""
+    """Settings.from_env takes the container's environment (its secrets as
+    stand-ins of the length the template generates: 64 characters)."""
     env = environment(definition)
     assert set(env) <= set(ENVIRONMENT.values()), "a variable the services do not read"
     secrets = {s["Name"] for s in definition.get("Secrets", [])}
-    settings = Settings.from_env({**env, **{s: "postgresql://example" for s in secrets}})
+    settings = Settings.from_env({**env, **{s: "postgresql://example/" + "x" * 43 for s in secrets}})
     assert settings.region == "eu-west-1"
     assert settings.stream_name == "retail-transactions"
     assert settings.dynamodb_table == "retail-transactions"
