@@ -29,7 +29,7 @@ from psycopg2 import sql
 from bench import data
 from consumer.batch import Batch, Position
 from consumer.sinks.warehouse import Target
-from consumer.wiring import Clients, build_sinks
+from consumer.wiring import Clients, build_group_loader, build_sinks
 from local_stack.provision import ensure_warehouse
 from retail_stream.settings import Settings
 
@@ -52,6 +52,15 @@ class MemoryS3:
 
     def get_object(self, Bucket, Key):  # noqa: N803 (boto3's names)
         return {"Body": io.BytesIO(self.objects[Key])}
+
+    def list_objects_v2(self, Bucket, Prefix, MaxKeys=1000, **_):  # noqa: N803
+        keys = sorted(k for k in self.objects if k.startswith(Prefix))[:MaxKeys]
+        return {"Contents": [{"Key": k} for k in keys]}
+
+    def delete_objects(self, Bucket, Delete):  # noqa: N803
+        for entry in Delete["Objects"]:
+            self.objects.pop(entry["Key"], None)
+        return {}
 
 
 def fill(conn, target: Target, start: int, stop: int) -> None:
@@ -114,9 +123,68 @@ def measure(settings: Settings, sizes: tuple[int, ...], loads: int, batch_rows: 
               f"(best of {loads}, {batch_rows:,} rows each)", file=sys.stderr, flush=True)
     conn.close()
     smallest, largest = seconds_by_rows[str(sizes[0])], seconds_by_rows[str(sizes[-1])]
-    return {"warehouse_load_seconds_by_rows": seconds_by_rows,
-            "warehouse_load_growth": round(largest / smallest, 2),
-            "warehouse_load_batch_rows": batch_rows}
+    figures = {"warehouse_load_seconds_by_rows": seconds_by_rows,
+               "warehouse_load_growth": round(largest / smallest, 2),
+               "warehouse_load_batch_rows": batch_rows}
+    # One grouped load of what 64 shards' worth of tasks queue in an interval, into the largest table.
+    group = SHARDS // TASKS * flushes_per_interval(settings, batch_rows)
+    grouped_clients = Clients(s3=MemoryS3(), dynamodb=None,
+                              connect_warehouse=lambda: psycopg2.connect(own.warehouse_dsn))
+    grouped = dataclasses.replace(own, warehouse_load_mode="grouped")
+    queue, loader = build_sinks(grouped, grouped_clients), build_group_loader(grouped, grouped_clients)
+    for batch in batches(batch_rows, group, start=made):
+        queue.raw_zone.write(batch)
+        queue.warehouse.write(batch)
+    outcome = loader.load()
+    print(f"warehouse: a grouped load of {outcome.loaded} objects ({outcome.loaded * batch_rows:,} rows): "
+          f"{outcome.seconds:.2f} s", file=sys.stderr, flush=True)
+    figures.update(model_64_shards(settings, batch_rows, seconds_by_rows[str(sizes[-1])], outcome.seconds))
+    return figures
+
+
+# --- 64 shards: a model calibrated by the loads measured above ----------------------
+
+SHARDS, RECORDS_PER_SECOND, TASKS = 64, 1_000, 8  # a shard at its write limit; 8 shards a task
+
+
+def flushes_per_interval(settings: Settings, batch_rows: int) -> int:
+    """A shard's flushes in one load interval at its write limit (the record
+    limit fills before the age limit at 1,000 records/s)."""
+    every = min(batch_rows / RECORDS_PER_SECOND, settings.flush_max_age_seconds)
+    return max(1, round(settings.warehouse_load_interval_seconds / every))
+
+
+def model_64_shards(settings: Settings, batch_rows: int, batch_seconds: float, group_seconds: float) -> dict:
+    """Commits per minute into the table and how long a row waits for the
+    warehouse, per-batch against grouped, for 64 shards at 1,000 records/s.
+
+    Loads into one table run one at a time, so the table is a single server:
+    its busy share is commits/minute x seconds/commit / 60, and a load waits
+    behind the others as an M/D/1 queue's (busy share x service / (2 x (1 - busy))),
+    without end once the share reaches 1. Per-batch, a row waits for its
+    batch's load; grouped, for the next load of its task (half an interval on
+    average) and that load. Pure."""
+    flush_every = min(batch_rows / RECORDS_PER_SECOND, settings.flush_max_age_seconds)
+    interval = settings.warehouse_load_interval_seconds
+
+    def lag(commits_per_minute: float, service: float, waits_for_turn: float) -> float | None:
+        busy = commits_per_minute * service / 60
+        if busy >= 1:
+            return None  # the loads fall behind for good
+        return round(waits_for_turn + service + busy * service / (2 * (1 - busy)), 2)
+
+    batch_commits = SHARDS * 60 / flush_every
+    grouped_commits = TASKS * 60 / interval
+    return {
+        "warehouse_commits_per_minute_64_shards": {"batch": round(batch_commits, 1),
+                                                    "grouped": round(grouped_commits, 1)},
+        "warehouse_table_busy_share_64_shards": {"batch": round(batch_commits * batch_seconds / 60, 3),
+                                                 "grouped": round(grouped_commits * group_seconds / 60, 3)},
+        "warehouse_load_lag_seconds_64_shards": {"batch": lag(batch_commits, batch_seconds, 0.0),
+                                                 "grouped": lag(grouped_commits, group_seconds, interval / 2)},
+        "warehouse_model": f"{SHARDS} shards at {RECORDS_PER_SECOND} records/s, {TASKS} consumer tasks, "
+                           f"{batch_rows}-row flushes every {flush_every:g} s, loads every {interval:g} s",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

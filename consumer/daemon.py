@@ -156,12 +156,34 @@ def prune_dead_processes(metrics_dir: Path) -> None:
             pass
 
 
-def metrics_registry(metrics_dir: Path) -> CollectorRegistry:
-    """Every record processor's metrics, read afresh from their files."""
+def metrics_registry(metrics_dir: Path, own: CollectorRegistry | None = None) -> CollectorRegistry:
+    """Every record processor's metrics, read afresh from their files, and
+    this process's own (the group loader's), if any."""
     prune_dead_processes(metrics_dir)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))
+    if own is not None:
+        registry.register(_Everything(own))
     return registry
+
+
+class _Everything:
+    """A collector yielding every metric of another registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self):
+        return self._registry.collect()
+
+
+def group_loader(settings: Settings):
+    """The task's group loader in WAREHOUSE_LOAD_MODE=grouped, else None."""
+    if settings.warehouse_load_mode != "grouped":
+        return None
+    from consumer.wiring import build_group_loader, service_clients
+
+    return build_group_loader(settings, service_clients(settings))
 
 
 def sink_refusal(path: Path) -> dict | None:
@@ -237,12 +259,13 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
         "LOG_FORMAT": "console" if logs.renders_console(settings.log_format, sys.stderr) else "json",
     }
     health = DaemonHealth(refusal_file)
+    loader = group_loader(settings)  # grouped mode: this task's loader; None otherwise
     # Bound before the daemon starts, so a taken port fails fast and alone.
     server = MetricsServer(
         settings.metrics_host,
         settings.metrics_port_for("consumer"),
         metrics_path=settings.metrics_path,
-        registry=lambda: metrics_registry(metrics_dir),
+        registry=lambda: metrics_registry(metrics_dir, loader.metrics.registry if loader else None),
         checks={"/healthz": health.alive, "/readyz": health.ready},
     ).start()
     log.info("daemon_starting", worker_id=worker_id, stream=settings.stream_name, command=command,
@@ -268,6 +291,10 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
     )
     launched.append(daemon)
     health.follow(daemon)
+    loading = threading.Event()
+    if loader:  # beside the daemon: the queue the shards fill is loaded every interval
+        threading.Thread(target=loader.run, args=(loading, settings.warehouse_load_interval_seconds),
+                         name="group-loader", daemon=True).start()
 
     full_grace = settings.kcl_shutdown_grace_ms / 1000 + STOP_MARGIN_SECONDS
 
@@ -285,6 +312,7 @@ def supervise(settings: Settings, environ: Mapping[str, str], workdir: Path) -> 
     try:
         status = wait_for_exit(daemon, stop_grace)
     finally:
+        loading.set()  # a load under way finishes or rolls back; what is queued waits for the next task
         server.stop()
     log.info("daemon_exited", status=status)
     if health.refused():

@@ -21,6 +21,8 @@ from consumer.sinks import Sink
 from consumer.sinks.dead_letters import DeadLetterSink
 from consumer.sinks.dynamodb import DynamoDBSink
 from consumer.sinks.raw_zone import RawZoneSink
+from consumer.loader import EachObjectCopy, GroupLoader, LoaderMetrics, ManifestCopy
+from consumer.sinks.load_queue import LoadQueueSink
 from consumer.sinks.warehouse import LocalCopy, RedshiftCopy, Target, WarehouseSink, jsonpaths_fields
 from retail_stream.settings import Settings
 
@@ -63,7 +65,7 @@ class Sinks:
 
     dynamodb: DynamoDBSink
     raw_zone: RawZoneSink
-    warehouse: WarehouseSink
+    warehouse: WarehouseSink | LoadQueueSink  # the load itself, or (grouped) its queue
     dead_letters: DeadLetterSink
 
     def in_order(self) -> list[Sink]:
@@ -72,24 +74,42 @@ class Sinks:
         return ordered([self.dynamodb, self.raw_zone, self.warehouse, self.dead_letters])
 
 
+def warehouse_target(settings: Settings) -> Target:
+    return Target(settings.warehouse_schema, settings.warehouse_table, jsonpaths_fields(jsonpaths_document()))
+
+
 def build_sinks(settings: Settings, clients: Clients) -> Sinks:
     raw_zone = RawZoneSink(clients.s3, settings.s3_bucket, settings.s3_raw_prefix,
                            gzip_level=settings.raw_zone_gzip_level)
-    fields = jsonpaths_fields(jsonpaths_document())
-    target = Target(settings.warehouse_schema, settings.warehouse_table, fields)
-    if settings.warehouse_dialect == "redshift":
-        loader = RedshiftCopy(target, settings.redshift_iam_role, settings.jsonpaths_uri)
+    target = warehouse_target(settings)
+    # Both read the raw zone's object of the batch, so they name the raw zone's
+    # key function and must come after it.
+    if settings.warehouse_load_mode == "grouped":
+        warehouse = LoadQueueSink(clients.s3, settings.s3_bucket, settings.s3_load_queue_prefix, raw_zone.key_for,
+                                  after=(raw_zone.name,))
     else:
-        loader = LocalCopy(target, clients.s3, fields)
+        loader = RedshiftCopy(target, settings.redshift_iam_role, settings.jsonpaths_uri) \
+            if settings.warehouse_dialect == "redshift" else LocalCopy(target, clients.s3, target.columns)
+        warehouse = WarehouseSink(clients.connect_warehouse, target, loader, settings.s3_bucket, raw_zone.key_for,
+                                  after=(raw_zone.name,))
     return Sinks(
         dynamodb=DynamoDBSink(clients.dynamodb, settings.dynamodb_table, concurrency=settings.dynamodb_concurrency),
         raw_zone=raw_zone,
-        # It loads the raw zone's object of the batch, so it names the raw
-        # zone's key function and must come after it.
-        warehouse=WarehouseSink(clients.connect_warehouse, target, loader, settings.s3_bucket, raw_zone.key_for,
-                                after=(raw_zone.name,)),
+        warehouse=warehouse,
         dead_letters=DeadLetterSink(clients.s3, settings.s3_bucket, settings.s3_dead_letter_prefix),
     )
+
+
+def build_group_loader(settings: Settings, clients: Clients, metrics: LoaderMetrics | None = None) -> GroupLoader:
+    """The grouped mode's loader (one per consumer task, in its supervisor)."""
+    target = warehouse_target(settings)
+    if settings.warehouse_dialect == "redshift":
+        copier = ManifestCopy(target, clients.s3, settings.s3_bucket, settings.s3_manifest_prefix,
+                              settings.redshift_iam_role, settings.jsonpaths_uri)
+    else:
+        copier = EachObjectCopy(LocalCopy(target, clients.s3, target.columns), settings.s3_bucket)
+    return GroupLoader(clients.s3, settings.s3_bucket, settings.s3_load_queue_prefix, clients.connect_warehouse,
+                       target, copier, max_objects=settings.warehouse_load_max_objects, metrics=metrics)
 
 
 def ordered(sinks: Sequence[Sink]) -> list[Sink]:

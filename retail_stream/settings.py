@@ -27,6 +27,7 @@ _SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,126}$")
 _IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$")
 DIALECTS = ("postgres", "redshift")
+LOAD_MODES = ("batch", "grouped")
 POSITIONS = ("TRIM_HORIZON", "LATEST")
 LOG_FORMATS = ("auto", "json", "console")  # auto: console on a terminal, JSON lines otherwise
 API_TLS = ("off", "self-signed")
@@ -47,6 +48,13 @@ class Settings:
     warehouse_table: str = "transactions"
     redshift_iam_role: str = ""
     redshift_jsonpaths_uri: str = ""
+    # batch: a COPY per flush per shard (few shards); grouped: the shards queue their objects and
+    # each consumer task loads the queue every interval in one COPY (many shards; consumer/loader.py).
+    warehouse_load_mode: str = "batch"
+    warehouse_load_interval_seconds: float = 60.0
+    warehouse_load_max_objects: int = 1000
+    s3_load_queue_prefix: str = "load-queue/transactions"
+    s3_manifest_prefix: str = "load-manifests/transactions"
     flush_max_records: int = 20_000
     flush_max_bytes: int = 8 * 1024 * 1024
     flush_max_age_seconds: float = 60.0
@@ -133,6 +141,13 @@ class Settings:
                 _PREFIX.match(self.s3_dead_letter_prefix) and not self.s3_dead_letter_prefix.startswith("/"),
             ),
             ("warehouse_dialect", self.warehouse_dialect in DIALECTS),
+            ("warehouse_load_mode", self.warehouse_load_mode in LOAD_MODES),
+            ("warehouse_load_interval_seconds", 1 <= self.warehouse_load_interval_seconds <= 3600),
+            ("warehouse_load_max_objects", 1 <= self.warehouse_load_max_objects <= 100_000),
+            ("s3_load_queue_prefix", _PREFIX.match(self.s3_load_queue_prefix) and self.s3_load_queue_prefix
+             and not self.s3_load_queue_prefix.startswith("/")),
+            ("s3_manifest_prefix", _PREFIX.match(self.s3_manifest_prefix) and self.s3_manifest_prefix
+             and not self.s3_manifest_prefix.startswith("/")),
             ("warehouse_schema", _SQL_NAME.match(self.warehouse_schema)),
             ("warehouse_table", _SQL_NAME.match(self.warehouse_table)),
             ("redshift_jsonpaths_uri", _S3_URI.match(self.jsonpaths_uri)),
@@ -230,6 +245,11 @@ ENVIRONMENT: dict[str, str] = {
     "warehouse_table": "WAREHOUSE_TABLE",
     "redshift_iam_role": "REDSHIFT_IAM_ROLE",
     "redshift_jsonpaths_uri": "REDSHIFT_JSONPATHS_URI",
+    "warehouse_load_mode": "WAREHOUSE_LOAD_MODE",
+    "warehouse_load_interval_seconds": "WAREHOUSE_LOAD_INTERVAL_SECONDS",
+    "warehouse_load_max_objects": "WAREHOUSE_LOAD_MAX_OBJECTS",
+    "s3_load_queue_prefix": "S3_LOAD_QUEUE_PREFIX",
+    "s3_manifest_prefix": "S3_MANIFEST_PREFIX",
     "flush_max_records": "FLUSH_MAX_RECORDS",
     "flush_max_bytes": "FLUSH_MAX_BYTES",
     "flush_max_age_seconds": "FLUSH_MAX_AGE_SECONDS",

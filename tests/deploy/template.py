@@ -189,14 +189,20 @@ def resources_of_type(template: dict, kind: str) -> dict[str, dict]:
 
 
 def identity_policies(template: dict) -> dict[str, dict]:
-    """Every permissions policy granted to a role, as `<role>.<policy>`:
-    rendered policy document."""
+    """Every permissions policy granted to a role, as `<role>.<policy>` (a
+    role's own) or `<policy resource>.<policy>` (an AWS::IAM::Policy attached
+    to roles): rendered policy document."""
     renderer = Renderer(template)
-    return {
+    inline = {
         f"{role}.{policy['PolicyName']}": renderer.render(policy["PolicyDocument"])
         for role, spec in resources_of_type(template, "AWS::IAM::Role").items()
         for policy in spec["Properties"].get("Policies", [])
     }
+    attached = {
+        f"{name}.{spec['Properties']['PolicyName']}": renderer.render(spec["Properties"]["PolicyDocument"])
+        for name, spec in resources_of_type(template, "AWS::IAM::Policy").items()
+    }
+    return {**inline, **attached}
 
 
 def statements(policy: dict) -> list[dict]:

@@ -181,7 +181,8 @@ def test_stack_is_created_with_every_other_resource(local_stack, deployed):
     assert renderer.broken_rules() == []  # moto does not evaluate Rules: the test does
     kept = {name for name, spec in template["Resources"].items() if spec["Type"] not in NOT_IN_MOTO}
     expected = {name for name in kept if renderer.creates(name)}
-    assert kept - expected == {"ApiLoadBalancerHttpsIngress"}  # no ApiIngressCidr: the gateway's link only
+    # No ApiIngressCidr: the gateway's link only; WarehouseLoadMode batch: no grouped-load policy.
+    assert kept - expected == {"ApiLoadBalancerHttpsIngress", "ConsumerGroupedLoadPolicy"}
     listed = [resource.get("LogicalResourceId") for resource in resources]
     # moto lists each resource whose Condition is false as an entry without an id.
     assert listed.count(None) == len(kept - expected)

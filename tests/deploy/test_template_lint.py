@@ -64,6 +64,8 @@ EXPECTED_ACTIONS = {
         "dynamodb:DeleteItem",
         "dynamodb:BatchWriteItem", "s3:PutObject", "aps:RemoteWrite",
     },
+    # WarehouseLoadMode=grouped only: the load queue (consumer/loader.py).
+    "ConsumerGroupedLoadPolicy": {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"},
     "ApiExecutionRole": {
         "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
         "ecr:GetDownloadUrlForLayer", "logs:CreateLogStream", "logs:PutLogEvents",
@@ -247,10 +249,15 @@ def test_s3_access_stays_inside_the_prefixes(template):
     assert copy["ReadRawZoneAndJsonPaths"]["Resource"] == [
         "arn:aws:s3:::retail-raw-example/raw/transactions/*",
         "arn:aws:s3:::retail-raw-example/jsonpaths/transactions.jsonpaths",
+        "arn:aws:s3:::retail-raw-example/load-manifests/transactions/*",
     ]
     assert copy["ListRawZone"]["Condition"]["StringLike"]["s3:prefix"] == [
         "raw/transactions/*", "jsonpaths/transactions.jsonpaths",
     ]
+    grouped = {s["Sid"]: s for s in statements(policies["ConsumerGroupedLoadPolicy.grouped-loads"])}
+    assert grouped["GroupedLoadQueue"]["Resource"] == ["arn:aws:s3:::retail-raw-example/load-queue/transactions/*",
+                                                       "arn:aws:s3:::retail-raw-example/load-manifests/transactions/*"]
+    assert grouped["ListGroupedLoadQueue"]["Condition"]["StringLike"]["s3:prefix"] == ["load-queue/transactions/*"]
 
 
 def test_bucket_refuses_plain_http(rendered):
