@@ -201,6 +201,11 @@ ROWS = [
     ("", "s per load, 1M-row table", ("warehouse_load_seconds_by_rows", "1000000"), ""),
     ("", "s per load, 10M-row table", ("warehouse_load_seconds_by_rows", "10000000"), ""),
     ("", "10M / 100k", "warehouse_load_growth", "target <= 1.5"),
+    ("", "commits/min, 64 shards, per-batch (model)", ("warehouse_commits_per_minute_64_shards", "batch"), ""),
+    ("", "commits/min, 64 shards, grouped (model)", ("warehouse_commits_per_minute_64_shards", "grouped"),
+     "<= 8 tasks x 60 / 60 s"),
+    ("", "table busy share, per-batch / grouped", "warehouse_table_busy_share_64_shards", ""),
+    ("", "load lag s, per-batch / grouped", "warehouse_load_lag_seconds_64_shards", ""),
     ("latency", "put -> DynamoDB p50 ms", "latency_p50_ms", ""),
     ("", "put -> DynamoDB p99 ms", "latency_p99_ms", ""),
     ("", "put -> DynamoDB p50 ms, aggregated", "latency_aggregated_p50_ms", ""),
@@ -213,6 +218,8 @@ def print_table(figures: dict) -> None:
     say(f"\n{figures['machine']}; {figures['rows']} rows, naive baselines {figures['naive_rows']} rows")
     for part, what, key, target in ROWS:
         value = figures[key[0]][key[1]] if isinstance(key, tuple) else figures[key]
+        if isinstance(value, dict):
+            value = " / ".join(str(v) for v in value.values())
         say(f"{part:10s} {what:48s} {value:>10}  {target}")
 
 
