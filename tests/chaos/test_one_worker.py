@@ -332,6 +332,9 @@ def test_grouped_loads_survive_a_kill_in_the_middle_of_a_load(rig):
     row reaches the warehouse, once."""
     source, passes = "chaos-grouped", scaled(1, 3)
     grouped = {"WAREHOUSE_LOAD_MODE": "grouped", "WAREHOUSE_LOAD_INTERVAL_SECONDS": "2"}
+    earlier = rig.workers.pop("w1", None)  # the module's w1 loads per batch: stopped, then w1 again, grouped
+    if earlier is not None and earlier.running():
+        earlier.stop()
     worker = rig.worker("w1", **grouped)
     # Only the loader reads the raw zone back in grouped mode: holding those reads stops it mid-load.
     rig.proxy.inject(Rule("mid-load", "hold", "s3", "GetObject", target=f"/{rig.settings.s3_raw_prefix}/"))
@@ -342,11 +345,14 @@ def test_grouped_loads_survive_a_kill_in_the_middle_of_a_load(rig):
         worker.kill()
     finally:
         rig.proxy.clear()
-    rig.worker("w1", **grouped)
-    catch_up = rig.wait_drained()
-    expected = expected_ids(source, passes)
-    wait_until(lambda: len(rig._warehouse_ids([source])) >= len(expected), 120,
-               "the loader to load every queued object", every=1)
-    outcome = rig.judge("grouped_kill_mid_load", "grouped loads; SIGKILL while the loader was inside a load",
-                        [source], expected, catch_up, checkpoints_at_crash=checkpoints)
+    try:
+        rig.worker("w1")
+        catch_up = rig.wait_drained()
+        sources, expected = source_ids(source, passes), expected_ids(source, passes)
+        wait_until(lambda: len(rig._warehouse_ids(sources)) >= len(expected), 120,
+                   "the loader to load every queued object", every=1)
+        outcome = rig.judge("grouped_kill_mid_load", "grouped loads; SIGKILL while the loader was inside a load",
+                            sources, expected, catch_up, checkpoints_at_crash=checkpoints)
+    finally:
+        rig.workers.pop("w1").stop()  # the tests after this one get a per-batch w1 again
     outcome.assert_clean()
