@@ -126,8 +126,10 @@ def measure(settings: Settings, sizes: tuple[int, ...], loads: int, batch_rows: 
     figures = {"warehouse_load_seconds_by_rows": seconds_by_rows,
                "warehouse_load_growth": round(largest / smallest, 2),
                "warehouse_load_batch_rows": batch_rows}
-    # One grouped load of what 64 shards' worth of tasks queue in an interval, into the largest table.
-    group = SHARDS // TASKS * flushes_per_interval(settings, batch_rows)
+    # One grouped load of what a task of 64 shards' queues in an interval, into the largest table,
+    # at the service's own flush and load settings (the bench's are shortened for its drain).
+    service = Settings()
+    group = SHARDS // TASKS * flushes_per_interval(service, batch_rows)
     grouped_clients = Clients(s3=MemoryS3(), dynamodb=None,
                               connect_warehouse=lambda: psycopg2.connect(own.warehouse_dsn))
     grouped = dataclasses.replace(own, warehouse_load_mode="grouped")
@@ -138,7 +140,7 @@ def measure(settings: Settings, sizes: tuple[int, ...], loads: int, batch_rows: 
     outcome = loader.load()
     print(f"warehouse: a grouped load of {outcome.loaded} objects ({outcome.loaded * batch_rows:,} rows): "
           f"{outcome.seconds:.2f} s", file=sys.stderr, flush=True)
-    figures.update(model_64_shards(settings, batch_rows, seconds_by_rows[str(sizes[-1])], outcome.seconds))
+    figures.update(model_64_shards(service, batch_rows, seconds_by_rows[str(sizes[-1])], outcome.seconds))
     return figures
 
 
