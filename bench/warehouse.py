@@ -149,11 +149,15 @@ def measure(settings: Settings, sizes: tuple[int, ...], loads: int, batch_rows: 
 SHARDS, RECORDS_PER_SECOND, TASKS = 64, 1_000, 8  # a shard at its write limit; 8 shards a task
 
 
+def flush_every(settings: Settings, batch_rows: int) -> float:
+    """Seconds between a shard's flushes at its write limit (the record limit
+    fills before the age limit at 1,000 records/s). Pure."""
+    return min(batch_rows / RECORDS_PER_SECOND, settings.flush_max_age_seconds)
+
+
 def flushes_per_interval(settings: Settings, batch_rows: int) -> int:
-    """A shard's flushes in one load interval at its write limit (the record
-    limit fills before the age limit at 1,000 records/s)."""
-    every = min(batch_rows / RECORDS_PER_SECOND, settings.flush_max_age_seconds)
-    return max(1, round(settings.warehouse_load_interval_seconds / every))
+    """A shard's flushes in one load interval. Pure."""
+    return max(1, round(settings.warehouse_load_interval_seconds / flush_every(settings, batch_rows)))
 
 
 def model_64_shards(settings: Settings, batch_rows: int, batch_seconds: float, group_seconds: float) -> dict:
@@ -166,7 +170,7 @@ def model_64_shards(settings: Settings, batch_rows: int, batch_seconds: float, g
     without end once the share reaches 1. Per-batch, a row waits for its
     batch's load; grouped, for the next load of its task (half an interval on
     average) and that load. Pure."""
-    flush_every = min(batch_rows / RECORDS_PER_SECOND, settings.flush_max_age_seconds)
+    every = flush_every(settings, batch_rows)
     interval = settings.warehouse_load_interval_seconds
 
     def lag(commits_per_minute: float, service: float, waits_for_turn: float) -> float | None:
@@ -175,7 +179,7 @@ def model_64_shards(settings: Settings, batch_rows: int, batch_seconds: float, g
             return None  # the loads fall behind for good
         return round(waits_for_turn + service + busy * service / (2 * (1 - busy)), 2)
 
-    batch_commits = SHARDS * 60 / flush_every
+    batch_commits = SHARDS * 60 / every
     grouped_commits = TASKS * 60 / interval
     return {
         "warehouse_commits_per_minute_64_shards": {"batch": round(batch_commits, 1),
@@ -185,7 +189,7 @@ def model_64_shards(settings: Settings, batch_rows: int, batch_seconds: float, g
         "warehouse_load_lag_seconds_64_shards": {"batch": lag(batch_commits, batch_seconds, 0.0),
                                                  "grouped": lag(grouped_commits, group_seconds, interval / 2)},
         "warehouse_model": f"{SHARDS} shards at {RECORDS_PER_SECOND} records/s, {TASKS} consumer tasks, "
-                           f"{batch_rows}-row flushes every {flush_every:g} s, loads every {interval:g} s",
+                           f"{batch_rows}-row flushes every {every:g} s, loads every {interval:g} s",
     }
 
 

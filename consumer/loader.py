@@ -36,7 +36,7 @@ from psycopg2 import sql
 
 from consumer.sinks import SinkError
 from consumer.sinks.load_queue import Queued
-from consumer.sinks.warehouse import STAGE, LocalCopy, Target, merge_statements
+from consumer.sinks.warehouse import STAGE, LocalCopy, Target, WarehouseConnection, merge_statements
 from retail_stream.retries import Backoff
 
 log = structlog.get_logger(__name__)
@@ -124,8 +124,7 @@ class GroupLoader:
                  metrics: LoaderMetrics | None = None,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> None:
         self._s3, self._bucket, self._queue_prefix = s3, bucket, queue_prefix
-        self._connect = connect
-        self._conn = None
+        self._connection = WarehouseConnection(connect)
         self._statements = merge_statements(target)
         self._ledger = target.ledger_id
         self._copier = copier
@@ -167,11 +166,11 @@ class GroupLoader:
         oldest = min(q.queued_at for q in queued)
         self.metrics.lag.set(max(0.0, (self._clock() - oldest).total_seconds()))
         try:
-            conn = self._connection()
+            conn = self._connection.get()
             with conn, conn.cursor() as cur:  # one transaction
                 loaded, inserted, leftovers = self._load(cur, queued)
         except psycopg2.Error as exc:
-            self._discard_connection()
+            self._connection.discard()
             raise SinkError.caused_by("warehouse", "group load", exc) from exc
         self._delete([q.marker_key for q in queued] + leftovers)  # after the commit: a crash here only re-skips
         outcome = Load(len(loaded), len(queued) - len(loaded), inserted, time.perf_counter() - started, oldest)
@@ -230,20 +229,7 @@ class GroupLoader:
                 log.error("warehouse.group_load_failed", error=str(exc), code=exc.code, permanent=exc.permanent,
                           retry_in=round(wait, 1))
             stop.wait(wait)
-        self._discard_connection()
-
-    def _connection(self):
-        if self._conn is None or self._conn.closed:
-            self._conn = self._connect()
-        return self._conn
-
-    def _discard_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg2.Error:
-                pass
-        self._conn = None
+        self._connection.discard()
 
 
 def attribute(inserted: int, rows: Sequence[int]) -> list[int]:

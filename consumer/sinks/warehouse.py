@@ -183,6 +183,28 @@ class LocalCopy:
         cursor.copy_expert(statement, io.StringIO(ndjson_to_copy_text(body, self._fields)))
 
 
+class WarehouseConnection:
+    """One warehouse connection, opened on first use and again after `discard`
+    (a connection whose transaction failed may be broken: the next use opens another)."""
+
+    def __init__(self, connect: Callable[[], "psycopg2.extensions.connection"]) -> None:
+        self._connect = connect
+        self._conn = None
+
+    def get(self):
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
+
+    def discard(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg2.Error:
+                pass
+        self._conn = None
+
+
 class WarehouseSink:
     """Loads the batch's object in `bucket` at `object_key(batch)`, which the
     sinks named in `after` (the raw zone's) must have written first."""
@@ -201,8 +223,7 @@ class WarehouseSink:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
     ) -> None:
         self.after = after
-        self._connect = connect
-        self._conn = None
+        self._connection = WarehouseConnection(connect)
         self._statements = merge_statements(target)
         self._loader = loader
         self._bucket = bucket
@@ -215,11 +236,11 @@ class WarehouseSink:
             return 0
         key = self._object_key(batch)
         try:
-            conn = self._connection()
+            conn = self._connection.get()
             with conn, conn.cursor() as cur:  # one transaction: commit or roll back whole
                 self._load(cur, batch, key)
         except psycopg2.Error as exc:
-            self._discard_connection()
+            self._connection.discard()
             raise SinkError.caused_by(self.name, self._table_name, exc) from exc
         return len(batch.records)
 
@@ -241,16 +262,3 @@ class WarehouseSink:
             (key, batch.shard_id, *batch.first, *batch.last, len(batch.records), inserted, self._clock()),
         )
         cur.execute(s["drop"])
-
-    def _connection(self):
-        if self._conn is None or self._conn.closed:
-            self._conn = self._connect()
-        return self._conn
-
-    def _discard_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg2.Error:
-                pass
-        self._conn = None

@@ -307,12 +307,12 @@ def test_api_task_reads_its_settings_from_the_stack(local_stack, deployed):
             assert hardened == ("10001", {"drop": ["ALL"]}), (family, c["name"])
 
 
-def test_api_is_behind_an_internal_load_balancer_only_the_gateway_reaches(local_stack, deployed):
-    elbv2 = aws(local_stack, "elbv2")
+def api_balancer(elbv2, deployed: dict) -> tuple[dict, dict]:
+    """The API's load balancer and its HTTPS listener, once both front doors'
+    common checks pass: its subnets, HTTPS on 443 with the certificate (TLS
+    1.2+), port 80 redirecting to it."""
     (balancer,) = [b for b in elbv2.describe_load_balancers()["LoadBalancers"]
                    if b["DNSName"] == deployed["ApiLoadBalancerDnsName"]]
-    assert deployed["ApiUrl"] == "removed:ApiGateway.ApiEndpoint"  # the gateway's, made below
-    assert (balancer["Type"], balancer["Scheme"]) == ("application", "internal")
     zones = balancer["AvailabilityZones"]
     assert sorted(zone["SubnetId"] for zone in zones) == sorted(deployed["balancer_subnets"])
     listeners = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
@@ -323,6 +323,14 @@ def test_api_is_behind_an_internal_load_balancer_only_the_gateway_reaches(local_
     assert [c["CertificateArn"] for c in https["Certificates"]] == [deployed["certificate"]]
     (redirect,) = http["DefaultActions"]
     assert (redirect["Type"], redirect["RedirectConfig"]["Protocol"]) == ("redirect", "HTTPS")
+    return balancer, https
+
+
+def test_api_is_behind_an_internal_load_balancer_only_the_gateway_reaches(local_stack, deployed):
+    elbv2 = aws(local_stack, "elbv2")
+    balancer, https = api_balancer(elbv2, deployed)
+    assert deployed["ApiUrl"] == "removed:ApiGateway.ApiEndpoint"  # the gateway's, made below
+    assert (balancer["Type"], balancer["Scheme"]) == ("application", "internal")
     (forward,) = https["DefaultActions"]
     (group,) = elbv2.describe_target_groups(TargetGroupArns=[forward["TargetGroupArn"]])["TargetGroups"]
     checked = (group["Protocol"], group["Port"], group["TargetType"], group["HealthCheckProtocol"],
@@ -448,20 +456,9 @@ def test_public_load_balancer_serves_https_and_redirects_http(local_stack, deplo
     assert not gateway_only & created
     assert deployed["ApiUrl"] == "https://api.retail.example"
     elbv2 = aws(local_stack, "elbv2")
-    (balancer,) = [b for b in elbv2.describe_load_balancers()["LoadBalancers"]
-                   if b["DNSName"] == deployed["ApiLoadBalancerDnsName"]]
+    balancer, https = api_balancer(elbv2, deployed)
     assert balancer["Scheme"] == "internet-facing"
-    zones = balancer["AvailabilityZones"]
-    assert sorted(zone["SubnetId"] for zone in zones) == sorted(deployed["balancer_subnets"])
-    listeners = elbv2.describe_listeners(LoadBalancerArn=balancer["LoadBalancerArn"])["Listeners"]
-    listeners = {listener["Port"]: listener for listener in listeners}
-    assert sorted(listeners) == [80, 443]
-    https, http = listeners[443], listeners[80]
-    assert (https["Protocol"], https["SslPolicy"]) == ("HTTPS", "ELBSecurityPolicy-TLS13-1-2-2021-06")
-    assert [c["CertificateArn"] for c in https["Certificates"]] == [deployed["certificate"]]
     assert https["DefaultActions"][0]["Type"] == "forward"
-    (redirect,) = http["DefaultActions"]
-    assert (redirect["Type"], redirect["RedirectConfig"]["Protocol"]) == ("redirect", "HTTPS")
     rules = elbv2.describe_rules(ListenerArn=https["ListenerArn"])["Rules"]
     paths = [rule["Conditions"][0]["PathPatternConfig"]["Values"] for rule in rules if not rule["IsDefault"]]
     assert paths == [["/metrics*"]]

@@ -3,6 +3,7 @@ served on loopback), permissions, per-client event ids, rate limits."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -346,9 +347,7 @@ def test_an_expired_cursor_is_400_and_says_so():
 
 def test_a_token_naming_another_algorithm_for_the_key_is_a_401_not_a_500(issuer):
     url, token, _ = issuer
-    header, payload, signature = token().split(".")
-    import base64
-
+    _, payload, signature = token().split(".")
     forged = base64.urlsafe_b64encode(b'{"alg":"ES256","kid":"k1","typ":"JWT"}').rstrip(b"=").decode()
     with pytest.raises(InvalidToken):
         verifier(url).principal(f"{forged}.{payload}.{signature}")
@@ -370,11 +369,9 @@ def test_a_producer_ids_key_cannot_name_a_clients_namespace():
 
 
 def test_a_short_cursor_secret_is_refused_without_being_shown():
-    import pytest as _pytest
-
     from retail_stream.settings import SettingsError
 
-    with _pytest.raises(SettingsError) as refused:
+    with pytest.raises(SettingsError) as refused:
         Settings.from_env({"API_CURSOR_SECRET": "short-secret"})
     assert "short-secret" not in str(refused.value) and "API_CURSOR_SECRET" in str(refused.value)
 
