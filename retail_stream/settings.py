@@ -55,6 +55,11 @@ class Settings:
     warehouse_load_max_objects: int = 1000
     s3_load_queue_prefix: str = "load-queue/transactions"
     s3_manifest_prefix: str = "load-manifests/transactions"
+    # python -m reconcile: where its JSON reports go, a Pushgateway for its gauges ("": none), and
+    # how recent an object may be and still be judged (younger ones may still be loading).
+    s3_reports_prefix: str = "reports/reconciliation"
+    reconcile_pushgateway_url: str = ""
+    reconcile_settle_seconds: float = 600.0
     flush_max_records: int = 20_000
     flush_max_bytes: int = 8 * 1024 * 1024
     flush_max_age_seconds: float = 60.0
@@ -148,6 +153,11 @@ class Settings:
              and not self.s3_load_queue_prefix.startswith("/")),
             ("s3_manifest_prefix", _PREFIX.match(self.s3_manifest_prefix) and self.s3_manifest_prefix
              and not self.s3_manifest_prefix.startswith("/")),
+            ("s3_reports_prefix", _PREFIX.match(self.s3_reports_prefix) and self.s3_reports_prefix
+             and not self.s3_reports_prefix.startswith("/")),
+            ("reconcile_pushgateway_url", not self.reconcile_pushgateway_url
+             or self.reconcile_pushgateway_url.startswith(("http://", "https://"))),
+            ("reconcile_settle_seconds", 0 <= self.reconcile_settle_seconds <= 7 * 86_400),
             ("warehouse_schema", _SQL_NAME.match(self.warehouse_schema)),
             ("warehouse_table", _SQL_NAME.match(self.warehouse_table)),
             ("redshift_jsonpaths_uri", _S3_URI.match(self.jsonpaths_uri)),
@@ -250,6 +260,9 @@ ENVIRONMENT: dict[str, str] = {
     "warehouse_load_max_objects": "WAREHOUSE_LOAD_MAX_OBJECTS",
     "s3_load_queue_prefix": "S3_LOAD_QUEUE_PREFIX",
     "s3_manifest_prefix": "S3_MANIFEST_PREFIX",
+    "s3_reports_prefix": "S3_REPORTS_PREFIX",
+    "reconcile_pushgateway_url": "RECONCILE_PUSHGATEWAY_URL",
+    "reconcile_settle_seconds": "RECONCILE_SETTLE_SECONDS",
     "flush_max_records": "FLUSH_MAX_RECORDS",
     "flush_max_bytes": "FLUSH_MAX_BYTES",
     "flush_max_age_seconds": "FLUSH_MAX_AGE_SECONDS",

@@ -11,12 +11,19 @@ always finds exactly the rows it expects.
 from __future__ import annotations
 
 import gzip
+import re
+from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumer.batch import Batch
+from consumer.batch import Batch, Position
 from consumer.sinks import SinkError
-from retail_stream.schema import Transaction, encode
+from retail_stream.schema import InvalidRecord, Transaction, decode, encode
+
+_OBJECT_NAME = re.compile(
+    r"^(?P<prefix>.+)/dt=(?P<day>\d{4}-\d{2}-\d{2})/shard=(?P<shard>[^/]+)/"
+    r"(?P<first>\d+(?:\.\d+)?)-(?P<last>\d+(?:\.\d+)?)\.ndjson\.gz$"
+)
 
 
 def object_key(prefix: str, batch: Batch) -> str:
@@ -28,11 +35,49 @@ def object_key(prefix: str, batch: Batch) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectName:
+    """What a raw-zone key says: the batch's arrival day, shard and first and
+    last positions. The inverse of `object_key`."""
+
+    key: str
+    day: str
+    shard_id: str
+    first: Position
+    last: Position
+
+
+def parse_object_key(key: str) -> ObjectName | None:
+    """The `ObjectName` of a key `object_key` made, None for any other key. Pure."""
+    match = _OBJECT_NAME.match(key)
+    if match is None:
+        return None
+    return ObjectName(key, match["day"], match["shard"], _position(match["first"]), _position(match["last"]))
+
+
+def _position(label: str) -> Position:
+    sequence, _, sub = label.partition(".")
+    return Position(sequence, int(sub or 0))
+
+
 def to_ndjson_gz(records: tuple[Transaction, ...], level: int) -> bytes:
     """Newline-delimited JSON, gzip'd at `level` with a fixed header time so
     equal batches give equal bytes. Pure."""
     body = b"".join(encode(r) + b"\n" for r in records)
     return gzip.compress(body, compresslevel=level, mtime=0)
+
+
+def from_ndjson_gz(body: bytes) -> list[Transaction]:
+    """The rows of a raw-zone object: the inverse of `to_ndjson_gz`. Pure;
+    raises InvalidRecord (with the line number) for a line no consumer wrote."""
+    rows = []
+    for number, line in enumerate(gzip.decompress(body).splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(decode(line))
+            except InvalidRecord as exc:
+                raise InvalidRecord(f"line {number}: {exc}") from None
+    return rows
 
 
 def put_once(client, bucket: str, key: str, body: bytes, content_type: str, sink: str) -> None:
