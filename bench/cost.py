@@ -11,7 +11,7 @@ records/s of S bytes:
 
     this service   ECS Fargate tasks (the KCL's JVM + a Python process per shard), the KCL's three
                    DynamoDB tables, the data table's writes, S3 PUTs (raw zone; markers and manifests
-                   when grouped), Redshift COPYs
+                   when grouped), Redshift COPYs, the private subnets' interface endpoint for Kinesis
     the other way  Firehose reading the stream into S3 and COPYing into Redshift, plus a Lambda
                    (event source mapping on the stream) writing the same DynamoDB items
 
@@ -58,6 +58,10 @@ FIREHOSE_RECORD_INCREMENT_BYTES = 5 * 1024
 # Tiers by the month's volume: the first 500 TB, the next 1.5 PB, the next 3 PB (TB = 1,024 GB).
 FIREHOSE_TIERS_GB = ((500 * 1024, 0.029), (1500 * 1024, 0.025), (3000 * 1024, 0.020))
 FIREHOSE_ABOVE_TIERS_GB = 0.020  # over 5 PB a month the page says "contact us"; the last tier's price here
+# https://aws.amazon.com/privatelink/pricing/ (interface endpoints), as of 2025-06; the tasks reach
+# Kinesis through one (S3 and DynamoDB through gateway endpoints, which cost nothing)
+VPC_ENDPOINT_AZ_HOUR = 0.01
+VPC_ENDPOINT_GB = 0.01  # processed, the first PB a month
 # https://aws.amazon.com/lambda/pricing/ (x86), as of 2025-06
 LAMBDA_GB_SECOND = 0.0000166667
 LAMBDA_REQUESTS_PER_MILLION = 0.20
@@ -127,6 +131,7 @@ class Consumer:
     leader_heartbeat_ms: int = 30_000  # the KCL's DynamoDBLockBasedLeaderDecider heartbeat
     lease_item_bytes: int = 600  # key, owner, counter, checkpoint, hash range, throughput: under 1 KB
     worker_metrics_item_bytes: int = 1000
+    endpoint_azs: int = 2  # the Kinesis interface endpoint's AZs, one per private subnet
 
     @property
     def us_per_record(self) -> float:
@@ -393,6 +398,9 @@ def compare(workload: Workload, consumer: Consumer, firehose: Firehose = Firehos
     s3_storage = records * workload.raw_zone_bytes_per_record / GIB * S3_GB_MONTH
     kcl = sum(r.usd for r in kcl_table_requests(consumer, workload, plan).values())
     s3 = service_s3_requests(consumer, workload, plan).usd
+    # GetRecords' bytes through the interface endpoint (CBOR: the records' own size, near enough)
+    endpoint = (consumer.endpoint_azs * VPC_ENDPOINT_AZ_HOUR * HOURS_PER_MONTH
+                + records * workload.record_bytes / GIB * VPC_ENDPOINT_GB)
     ingested_gb = records * firehose_billed_bytes(workload.record_bytes) / GIB
     deliveries = firehose_deliveries_per_hour(firehose, workload) * HOURS_PER_MONTH
     # Per delivery: the object and Firehose's manifest PUT; the COPY's GETs of both and of the JSONPaths file.
@@ -406,6 +414,7 @@ def compare(workload: Workload, consumer: Consumer, firehose: Firehose = Firehos
         Line("Fargate consumer tasks", plan.usd_month, 0.0),
         Line("KCL tables (lease, worker metrics, coordinator)", kcl, 0.0),
         Line("S3 requests (raw zone; markers, manifests if grouped; COPY reads)", s3, 0.0),
+        Line("VPC interface endpoint for Kinesis (hours, GB read)", endpoint, 0.0),
         Line("Firehose ingestion (5 KB a record)", 0.0, firehose_ingestion_usd(ingested_gb)),
         Line("Firehose S3 requests (objects, manifests, COPY reads)", 0.0, firehose_s3),
         Line("Lambda consumer (GB-seconds, requests)", 0.0, lambdas.usd_month),
@@ -474,7 +483,8 @@ def details(comparisons: list[Comparison], consumer: Consumer, firehose: Firehos
         p, lam = c.plan, c.lambdas
         copies = ", ".join(f"{name} {value:,.0f}" for name, value in c.copies_per_hour.items())
         out.append(f"- {c.workload.shards:,} shard{'s' if c.workload.shards > 1 else ''}: {p.tasks} task{'s' if p.tasks > 1 else ''} of {p.vcpu:g} vCPU / "
-                   f"{p.memory_gb:g} GB ({p.shards_per_task} shards each at most); COPYs an hour: {copies}; "
+                   f"{p.memory_gb:g} GB ({p.shards_per_task} shard{'s' if p.shards_per_task > 1 else ''} a task at most); "
+                   f"COPYs an hour: {copies}; "
                    f"Lambda: {lam.invocations_per_month / 1e6:,.1f} M invocations of "
                    f"{lam.seconds_per_invocation * 1000:.0f} ms at {lam.memory_mb} MB")
     return "\n".join(out)

@@ -157,5 +157,13 @@ def test_what_make_bench_prints():
 def test_the_table_has_a_row_per_component_and_two_columns_per_shard_count():
     table = cost.markdown([cost.compare(Workload(n), Consumer(14.0)) for n in (1, 10)])
     lines = table.splitlines()
-    assert len(lines) == 2 + 10 + 2
+    assert len(lines) == 2 + 11 + 2
     assert all(line.count("|") == 6 for line in lines)
+
+
+def test_the_tasks_read_the_stream_through_an_interface_endpoint():
+    found = cost.compare(Workload(1), Consumer(14.0))
+    (line,) = [line for line in found.lines if line.component.startswith("VPC interface endpoint")]
+    # 2 AZs x $0.01 x 730 h, and 1,000 x 300 B x 2,628,000 s = 734.2 GB at $0.01
+    assert line.service == pytest.approx(14.60 + 7.342, abs=0.001)
+    assert line.other == 0
