@@ -116,14 +116,15 @@ class Consumer:
     task_fixed_vcpu: float = 0.05  # JVM idle (lease renewals, GC, JIT), the supervisor, the metrics sidecar
     cpu_target: float = 0.7  # busy at most 70%: a task catching up after a restart drains at 1.4x the rate
     shard_process_mb: float = 80.0  # a record processor at a full buffer (make bench: processor_peak_rss_mb)
-    task_fixed_mb: float = 600 + 60 + 128  # JVM (heap + metaspace + threads), supervisor, collector sidecar
+    # The JVM (its default heap, a quarter of 2 GB, + metaspace and threads), the supervisor, the collector
+    # sidecar (its reservation in the template).
+    task_fixed_mb: float = 600 + 60 + 128
     max_task: tuple[float, float] = (1.0, 2.0)  # the template's ConsumerCpu 1024 / ConsumerMemory 2048
     flush_max_records: int = 20_000
     flush_max_bytes: int = 8 * 1024 * 1024
     flush_max_age_seconds: float = 60.0
     load_mode: str = "batch"
     load_interval_seconds: float = 60.0
-    load_max_objects: int = 1000
     failover_ms: int = 10_000  # lease renewals every failover/3 (the KCL's LeaseRenewer)
     lease_assignment_ms: int = 20_000  # the KCL's default, 2 x failover; workers discover leases every half
     shard_sync_ms: int = 60_000
@@ -144,7 +145,7 @@ class Consumer:
                    flush_max_bytes=settings.flush_max_bytes, flush_max_age_seconds=settings.flush_max_age_seconds,
                    load_mode=settings.warehouse_load_mode,
                    load_interval_seconds=settings.warehouse_load_interval_seconds,
-                   load_max_objects=settings.warehouse_load_max_objects, failover_ms=settings.kcl_failover_time_ms,
+                   failover_ms=settings.kcl_failover_time_ms,
                    lease_assignment_ms=settings.kcl_lease_assignment_interval_ms or 2 * settings.kcl_failover_time_ms,
                    shard_sync_ms=settings.kcl_shard_sync_interval_ms,
                    worker_metrics_ms=settings.kcl_worker_metrics_interval_ms or 30_000, **overrides)
@@ -153,8 +154,8 @@ class Consumer:
 @dataclass(frozen=True)
 class Firehose:
     """The other way: Firehose into S3 then Redshift, Lambda into DynamoDB.
-    `cpu_us_per_record` None: the consumer's (decode, validate, build the
-    item, boto3: the same work but for the gzip and the COPY statement)."""
+    `lambda_cpu_us_per_record` None: the consumer's figure (decode, validate,
+    build the item, boto3: the same work but for the gzip and the COPY statement)."""
 
     buffer_mib: int = 128  # Firehose's largest buffer for a Redshift destination
     buffer_seconds: int = 60  # as fresh as the service's grouped loads
@@ -450,8 +451,7 @@ def usd(value: float) -> str:
 def markdown(comparisons: list[Comparison]) -> str:
     """The comparison as a markdown table: a row per component, two columns per shard count."""
     head = "| a month, USD | " + " | ".join(
-        f"{c.workload.shards:,} shard{'s' if c.workload.shards > 1 else ''}: service | Firehose + Lambda"
-        for c in comparisons) + " |"
+        f"{plural(c.workload.shards, 'shard')}: service | Firehose + Lambda" for c in comparisons) + " |"
     rows = [head, "|---" + "|---:" * (2 * len(comparisons)) + "|"]
     for i, line in enumerate(comparisons[0].lines):
         label = line.component + (" *(common)*" if line.common else "")
@@ -473,7 +473,11 @@ def markdown(comparisons: list[Comparison]) -> str:
     return "\n".join(rows)
 
 
-def details(comparisons: list[Comparison], consumer: Consumer, firehose: Firehose) -> str:
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'s' if count != 1 else ''}"
+
+
+def details(comparisons: list[Comparison], consumer: Consumer) -> str:
     """The figures under the table: tasks, vCPU, COPYs, Lambda's invocations."""
     w = comparisons[0].workload
     out = [f"- CPU per record: {consumer.cpu_us_per_record:g} us (processor) + {consumer.jvm_us_per_record:g} us "
@@ -482,8 +486,8 @@ def details(comparisons: list[Comparison], consumer: Consumer, firehose: Firehos
     for c in comparisons:
         p, lam = c.plan, c.lambdas
         copies = ", ".join(f"{name} {value:,.0f}" for name, value in c.copies_per_hour.items())
-        out.append(f"- {c.workload.shards:,} shard{'s' if c.workload.shards > 1 else ''}: {p.tasks} task{'s' if p.tasks > 1 else ''} of {p.vcpu:g} vCPU / "
-                   f"{p.memory_gb:g} GB ({p.shards_per_task} shard{'s' if p.shards_per_task > 1 else ''} a task at most); "
+        out.append(f"- {plural(c.workload.shards, 'shard')}: {plural(p.tasks, 'task')} of {p.vcpu:g} vCPU / "
+                   f"{p.memory_gb:g} GB ({plural(p.shards_per_task, 'shard')} a task at most); "
                    f"COPYs an hour: {copies}; "
                    f"Lambda: {lam.invocations_per_month / 1e6:,.1f} M invocations of "
                    f"{lam.seconds_per_invocation * 1000:.0f} ms at {lam.memory_mb} MB")
@@ -512,11 +516,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cost", description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-us", type=float, required=True,
                         help="the consumer's CPU per record, us (make bench: processor_us_per_record)")
-    parser.add_argument("--jvm-us", type=float, default=Consumer.jvm_us_per_record, help="the KCL JVM's, us a record")
+    parser.add_argument("--jvm-us", type=float, default=Consumer.jvm_us_per_record,
+                        help="the KCL JVM's, us a record")
     parser.add_argument("--shards", default="1,10,100", help="shard counts, comma-separated")
     parser.add_argument("--rate", type=float, default=Workload.records_per_second, help="records/s a shard")
     parser.add_argument("--record-bytes", type=int, default=Workload.record_bytes)
-    parser.add_argument("--load-mode", choices=("batch", "grouped"), help="WAREHOUSE_LOAD_MODE (default: the setting's)")
+    parser.add_argument("--load-mode", choices=("batch", "grouped"),
+                        help="WAREHOUSE_LOAD_MODE (default: the setting's)")
     args = parser.parse_args(argv)
     settings = Settings()
     if args.load_mode:
@@ -534,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({profile['item_bytes_max']} B at most: {write_units(profile['item_bytes_max'])} write unit), "
           f"{profile['customer_share']:.0%} with a customer, {profile['raw_zone_bytes_per_record']:g} B a record "
           f"gzip'd in the raw zone")
-    print(details(comparisons, consumer, firehose))
+    print(details(comparisons, consumer))
     return 0
 
 
