@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import math
 import os
 import signal
 import subprocess  # nosec B404: argv lists of programs we name, never a shell
@@ -57,18 +58,20 @@ def endpoint(environ: Mapping[str, str], service: str) -> str | None:
 
 
 def kcl_properties(settings: Settings, worker_id: str, executable: str, environ: Mapping[str, str]) -> dict:
-    """The MultiLangDaemon's properties. Pure."""
+    """The MultiLangDaemon's properties. Pure.
+
+    Names are the setters of the KCL 3.1.3 MultiLangDaemonConfiguration, which
+    ignores a name it does not know without a word: each one here was checked
+    against the jar (README, "KCL settings")."""
     props = {
         "executableName": executable,
         "streamName": settings.stream_name,
         "applicationName": settings.kcl_application_name,
         "workerId": worker_id,
         "regionName": settings.region,
-        "initialPositionInStream": settings.kcl_initial_position,
+        **initial_position(settings),
         "AwsCredentialsProvider": "DefaultCredentialsProvider",
-        "retrievalMode": "POLLING",
-        "maxRecords": settings.kcl_max_records,
-        "idleTimeBetweenReadsInMillis": settings.kcl_idle_time_between_reads_ms,
+        **retrieval(settings),
         # Age-based flushes need a call even when a poll returns nothing.
         "callProcessRecordsEvenForEmptyRecordList": "true",
         "failoverTimeMillis": settings.kcl_failover_time_ms,
@@ -77,6 +80,9 @@ def kcl_properties(settings: Settings, worker_id: str, executable: str, environ:
         # KCL's CloudWatch metrics cost money; ours go to Prometheus.
         "metricsLevel": "NONE",
     }
+    if settings.kcl_lease_table_pitr:
+        # Turns point-in-time recovery on for a new or an existing lease table; false leaves it as it is.
+        props["leaseTablePitrEnabled"] = "true"
     if settings.kcl_lease_assignment_interval_ms:
         props["leaseAssignmentIntervalMillis"] = settings.kcl_lease_assignment_interval_ms
     if settings.kcl_worker_metrics_interval_ms:
@@ -88,6 +94,34 @@ def kcl_properties(settings: Settings, worker_id: str, executable: str, environ:
         if url:
             props[key] = url
     return props
+
+
+def initial_position(settings: Settings) -> dict:
+    """Where a lease without a checkpoint starts. AT_TIMESTAMP has no value of
+    initialPositionInStream (the daemon refuses it): its property is
+    initialPositionInStreamExtended, in whole seconds since the epoch (so a
+    fraction starts up to a second early; the sinks are idempotent)."""
+    if settings.kcl_initial_position == "AT_TIMESTAMP":
+        return {"initialPositionInStreamExtended": math.floor(settings.initial_timestamp.timestamp())}
+    return {"initialPositionInStream": settings.kcl_initial_position}
+
+
+def retrieval(settings: Settings) -> dict:
+    """Polling (GetRecords, the shard's 2 MiB/s shared by every reader) or
+    enhanced fan-out (SubscribeToShard as a registered stream consumer, its own
+    2 MiB/s per shard). The KCL registers the consumer, named after the
+    application unless fanoutConfig.consumerName says otherwise; the polling
+    settings do not apply to fan-out."""
+    if settings.kcl_retrieval_mode == "fanout":
+        props = {"retrievalMode": "FANOUT"}
+        if settings.kcl_consumer_name:
+            props["fanoutConfig.consumerName"] = settings.kcl_consumer_name
+        return props
+    return {
+        "retrievalMode": "POLLING",
+        "maxRecords": settings.kcl_max_records,
+        "idleTimeBetweenReadsInMillis": settings.kcl_idle_time_between_reads_ms,
+    }
 
 
 def render_properties(props: Mapping[str, object]) -> str:

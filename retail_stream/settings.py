@@ -12,6 +12,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Mapping
 
 
@@ -28,7 +29,11 @@ _IAM_ROLE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$")
 DIALECTS = ("postgres", "redshift")
 LOAD_MODES = ("batch", "grouped")
-POSITIONS = ("TRIM_HORIZON", "LATEST")
+POSITIONS = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
+RETRIEVAL_MODES = ("polling", "fanout")  # fanout: enhanced fan-out (SubscribeToShard, a registered consumer)
+# The KCL 3.1.3 MultiLangDaemon has no property for the lease table's billing mode: it creates
+# the table PAY_PER_REQUEST, so that is the one value accepted (README, "KCL settings").
+LEASE_TABLE_BILLING_MODES = ("PAY_PER_REQUEST",)
 LOG_FORMATS = ("auto", "json", "console")  # auto: console on a terminal, JSON lines otherwise
 API_TLS = ("off", "self-signed")
 SECRETS = frozenset({"api_cursor_secret", "api_cursor_previous_secret"})  # never in a message
@@ -73,6 +78,11 @@ class Settings:
     kcl_application_name: str = "retail-consumer"
     kcl_worker_id: str = ""
     kcl_initial_position: str = "TRIM_HORIZON"
+    kcl_initial_timestamp: str = ""  # AT_TIMESTAMP only: an ISO-8601 UTC time, e.g. 2026-12-01T00:00:00Z
+    kcl_retrieval_mode: str = "polling"
+    kcl_consumer_name: str = ""  # fanout only; "": the KCL registers one named after the application
+    kcl_lease_table_billing_mode: str = "PAY_PER_REQUEST"
+    kcl_lease_table_pitr: bool = False
     kcl_max_records: int = 10_000
     kcl_idle_time_between_reads_ms: int = 1_000
     kcl_failover_time_ms: int = 10_000
@@ -127,7 +137,7 @@ class Settings:
                 continue
             default = getattr(cls, name)
             try:
-                values[name] = type(default)(raw)
+                values[name] = _typed(default, raw)
             except ValueError:
                 raise SettingsError(f"{var}={raw!r} is not a valid {type(default).__name__}") from None
         values.setdefault("region", env.get("AWS_DEFAULT_REGION") or cls.region)
@@ -163,6 +173,14 @@ class Settings:
             ("redshift_jsonpaths_uri", _S3_URI.match(self.jsonpaths_uri)),
             ("kcl_application_name", _TABLE.match(self.kcl_application_name)),
             ("kcl_initial_position", self.kcl_initial_position in POSITIONS),
+            # Required with AT_TIMESTAMP and refused otherwise: a timestamp that is silently unused misleads.
+            ("kcl_initial_timestamp", (self.kcl_initial_position == "AT_TIMESTAMP")
+             == bool(self.kcl_initial_timestamp) and (not self.kcl_initial_timestamp or self.initial_timestamp)),
+            ("kcl_retrieval_mode", self.kcl_retrieval_mode in RETRIEVAL_MODES),
+            # Kinesis' rule for consumer names; only fan-out registers one.
+            ("kcl_consumer_name", not self.kcl_consumer_name or (
+                self.kcl_retrieval_mode == "fanout" and _STREAM.match(self.kcl_consumer_name))),
+            ("kcl_lease_table_billing_mode", self.kcl_lease_table_billing_mode in LEASE_TABLE_BILLING_MODES),
             ("flush_max_records", self.flush_max_records > 0),
             ("flush_max_bytes", self.flush_max_bytes > 0),
             ("flush_max_age_seconds", self.flush_max_age_seconds > 0),
@@ -207,7 +225,17 @@ class Settings:
         for name, ok in checks:
             if not ok:
                 shown = "(a secret, not shown)" if name in SECRETS else repr(getattr(self, name))
-                raise SettingsError(f"{ENVIRONMENT[name]}={shown} is not valid")
+                why = f": {WHY_REFUSED[name]}" if name in WHY_REFUSED else ""
+                raise SettingsError(f"{ENVIRONMENT[name]}={shown} is not valid{why}")
+
+    @property
+    def initial_timestamp(self) -> datetime | None:
+        """KCL_INITIAL_TIMESTAMP as an aware UTC time; None when unset or not ISO-8601 UTC."""
+        try:
+            instant = datetime.fromisoformat(self.kcl_initial_timestamp)
+        except ValueError:
+            return None
+        return instant if instant.utcoffset() == timedelta(0) else None  # a naive time is ambiguous
 
     def metrics_port_for(self, service: str) -> int:
         """The port `service` ("producer", "consumer", "api") serves metrics on: METRICS_PORT, else its own."""
@@ -223,6 +251,28 @@ class Settings:
         if self.kcl_worker_id:
             return self.kcl_worker_id
         return ecs_task_id(os.environ) or socket.gethostname()
+
+
+def _typed(default: object, raw: str) -> object:
+    """`raw` as the type of `default`; a bool is spelled true or false."""
+    if isinstance(default, bool):
+        if raw.lower() not in ("true", "false"):
+            raise ValueError(raw)
+        return raw.lower() == "true"
+    return type(default)(raw)
+
+
+# Why a setting is refused, where the value alone does not say.
+WHY_REFUSED = {
+    "kcl_initial_position": "TRIM_HORIZON, LATEST or AT_TIMESTAMP (with KCL_INITIAL_TIMESTAMP)",
+    "kcl_initial_timestamp": "an ISO-8601 UTC time (e.g. 2026-12-01T00:00:00Z), "
+                             "required with KCL_INITIAL_POSITION=AT_TIMESTAMP and refused without it",
+    "kcl_retrieval_mode": "polling or fanout",
+    "kcl_consumer_name": "a stream consumer's name ([a-zA-Z0-9_.-], at most 128), "
+                         "and only with KCL_RETRIEVAL_MODE=fanout",
+    "kcl_lease_table_billing_mode": "the KCL 3.1.3 MultiLangDaemon has no property for the lease table's "
+                                    "billing mode; it creates the table PAY_PER_REQUEST",
+}
 
 
 def ecs_task_id(environ: Mapping[str, str]) -> str | None:
@@ -276,6 +326,11 @@ ENVIRONMENT: dict[str, str] = {
     "kcl_application_name": "KCL_APPLICATION_NAME",
     "kcl_worker_id": "KCL_WORKER_ID",
     "kcl_initial_position": "KCL_INITIAL_POSITION",
+    "kcl_initial_timestamp": "KCL_INITIAL_TIMESTAMP",
+    "kcl_retrieval_mode": "KCL_RETRIEVAL_MODE",
+    "kcl_consumer_name": "KCL_CONSUMER_NAME",
+    "kcl_lease_table_billing_mode": "KCL_LEASE_TABLE_BILLING_MODE",
+    "kcl_lease_table_pitr": "KCL_LEASE_TABLE_PITR",
     "kcl_max_records": "KCL_MAX_RECORDS",
     "kcl_idle_time_between_reads_ms": "KCL_IDLE_TIME_BETWEEN_READS_MS",
     "kcl_failover_time_ms": "KCL_FAILOVER_TIME_MS",

@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from consumer.daemon import java_command, jars_dir, kcl_properties, render_properties
 from retail_stream.settings import Settings
 
@@ -173,3 +175,66 @@ def test_readiness_goes_false_once_a_sink_refused_for_good(tmp_path: Path):
     finally:
         health.process.kill()
         health.process.wait()
+
+
+KCL_CASES = {
+    # name: (environment, properties expected, properties that must be absent)
+    "defaults: polling from the trim horizon": (
+        {},
+        {"initialPositionInStream": "TRIM_HORIZON", "retrievalMode": "POLLING", "maxRecords": 10_000,
+         "idleTimeBetweenReadsInMillis": 1_000},
+        {"initialPositionInStreamExtended", "fanoutConfig.consumerName", "leaseTablePitrEnabled"},
+    ),
+    "latest": (
+        {"KCL_INITIAL_POSITION": "LATEST"},
+        {"initialPositionInStream": "LATEST"},
+        {"initialPositionInStreamExtended"},
+    ),
+    # The daemon refuses initialPositionInStream = AT_TIMESTAMP ("Invalid InitialPosition"):
+    # the extended property alone, in seconds since the epoch.
+    "at a timestamp": (
+        {"KCL_INITIAL_POSITION": "AT_TIMESTAMP", "KCL_INITIAL_TIMESTAMP": "2026-12-01T06:30:00Z"},
+        {"initialPositionInStreamExtended": 1_796_106_600},
+        {"initialPositionInStream"},
+    ),
+    "at a timestamp with a fraction starts at its second": (
+        {"KCL_INITIAL_POSITION": "AT_TIMESTAMP", "KCL_INITIAL_TIMESTAMP": "2026-12-01T06:30:00.999+00:00"},
+        {"initialPositionInStreamExtended": 1_796_106_600},
+        {"initialPositionInStream"},
+    ),
+    "fan-out, the consumer named after the application": (
+        {"KCL_RETRIEVAL_MODE": "fanout"},
+        {"retrievalMode": "FANOUT"},
+        {"fanoutConfig.consumerName", "maxRecords", "idleTimeBetweenReadsInMillis"},
+    ),
+    "fan-out with a consumer name": (
+        {"KCL_RETRIEVAL_MODE": "fanout", "KCL_CONSUMER_NAME": "retail-efo"},
+        {"retrievalMode": "FANOUT", "fanoutConfig.consumerName": "retail-efo"},
+        {"maxRecords"},
+    ),
+    "lease table with point-in-time recovery": (
+        {"KCL_LEASE_TABLE_PITR": "true", "KCL_LEASE_TABLE_BILLING_MODE": "PAY_PER_REQUEST"},
+        {"leaseTablePitrEnabled": "true"},
+        # No billing-mode property: the daemon has none for the lease table, and ignores unknown names.
+        {"billingMode", "leaseTableBillingMode"},
+    ),
+    "lease table without it": (
+        {"KCL_LEASE_TABLE_PITR": "false"},
+        {},
+        {"leaseTablePitrEnabled"},
+    ),
+}
+
+
+@pytest.mark.parametrize("environment, expected, absent", KCL_CASES.values(), ids=KCL_CASES.keys())
+def test_each_kcl_choice_gives_its_properties(environment, expected, absent):
+    props = kcl_properties(Settings.from_env(environment), "w", "x", {})
+    assert {key: props.get(key) for key in expected} == expected
+    assert absent.isdisjoint(props)
+    assert "initialPositionInStream" in props or "initialPositionInStreamExtended" in props
+
+
+def test_at_timestamp_renders_a_whole_number_of_seconds():
+    settings = Settings.from_env({"KCL_INITIAL_POSITION": "AT_TIMESTAMP",
+                                  "KCL_INITIAL_TIMESTAMP": "1970-01-01T00:01:40.5Z"})
+    assert "initialPositionInStreamExtended = 100\n" in render_properties(kcl_properties(settings, "w", "x", {}))
