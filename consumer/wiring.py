@@ -78,26 +78,48 @@ def warehouse_target(settings: Settings) -> Target:
     return Target(settings.warehouse_schema, settings.warehouse_table, jsonpaths_fields(jsonpaths_document()))
 
 
-def build_sinks(settings: Settings, clients: Clients) -> Sinks:
+def object_copy(settings: Settings, clients: Clients, target: Target) -> RedshiftCopy | LocalCopy:
+    """How one raw-zone object gets into the stage table: Redshift's COPY, or the local stand-in."""
+    if settings.warehouse_dialect == "redshift":
+        return RedshiftCopy(target, settings.redshift_iam_role, settings.jsonpaths_uri)
+    return LocalCopy(target, clients.s3, target.columns)
+
+
+def build_sinks(settings: Settings, clients: Clients, *, rebuilding: bool = False) -> Sinks:
+    """The sinks, from settings. `rebuilding` (python -m rebuild): the
+    warehouse is loaded per object whatever the load mode, and an object the
+    ledger names is loaded again (its rows may be gone; the merge adds only
+    those the table lacks)."""
     raw_zone = RawZoneSink(clients.s3, settings.s3_bucket, settings.s3_raw_prefix,
                            gzip_level=settings.raw_zone_gzip_level)
     target = warehouse_target(settings)
     # Both read the raw zone's object of the batch, so they name the raw zone's
     # key function and must come after it.
-    if settings.warehouse_load_mode == "grouped":
+    if settings.warehouse_load_mode == "grouped" and not rebuilding:
         warehouse = LoadQueueSink(clients.s3, settings.s3_bucket, settings.s3_load_queue_prefix, raw_zone.key_for,
                                   after=(raw_zone.name,))
     else:
-        loader = RedshiftCopy(target, settings.redshift_iam_role, settings.jsonpaths_uri) \
-            if settings.warehouse_dialect == "redshift" else LocalCopy(target, clients.s3, target.columns)
-        warehouse = WarehouseSink(clients.connect_warehouse, target, loader, settings.s3_bucket, raw_zone.key_for,
-                                  after=(raw_zone.name,))
+        warehouse = WarehouseSink(clients.connect_warehouse, target, object_copy(settings, clients, target),
+                                  settings.s3_bucket, raw_zone.key_for, after=(raw_zone.name,),
+                                  skip_loaded=not rebuilding)
     return Sinks(
         dynamodb=DynamoDBSink(clients.dynamodb, settings.dynamodb_table, concurrency=settings.dynamodb_concurrency),
         raw_zone=raw_zone,
         warehouse=warehouse,
         dead_letters=DeadLetterSink(clients.s3, settings.s3_bucket, settings.s3_dead_letter_prefix),
     )
+
+
+REBUILD_TARGETS = ("dynamodb", "warehouse")
+
+
+def build_rebuild_sinks(settings: Settings, clients: Clients, targets: Sequence[str]) -> list[Sink]:
+    """The sinks `python -m rebuild` writes raw-zone objects back into (see `build_sinks`)."""
+    unknown = set(targets) - set(REBUILD_TARGETS)
+    if unknown:
+        raise WiringError(f"no such rebuild target: {', '.join(sorted(unknown))}")
+    sinks = build_sinks(settings, clients, rebuilding=True)
+    return [getattr(sinks, target) for target in targets]
 
 
 def build_group_loader(settings: Settings, clients: Clients, metrics: LoaderMetrics | None = None) -> GroupLoader:

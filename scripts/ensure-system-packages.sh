@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The system parts the project runs for real and pip cannot install: a Java
 # runtime (the KCL daemon), PostgreSQL's server binaries (the warehouse) and
-# Prometheus with promtool (metrics, alert rules). One script for `make demo`,
+# Prometheus with promtool (metrics, alert rules) and its Pushgateway (the
+# reconciliation's gauges). One script for `make demo`,
 # `make test` and CI: what is missing is installed with apt-get when running
 # as root (Debian's package names); otherwise each missing part is named in
 # one line with the command that installs it, and the script exits 1.
@@ -11,6 +12,7 @@ missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql-15)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
+command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
@@ -29,6 +31,7 @@ for package in "${missing[@]}"; do
         openjdk-17-jre-headless) part="a Java 17 runtime (the KCL daemon)" ;;
         postgresql-15) part="PostgreSQL 15's server (the warehouse)" ;;
         prometheus) part="Prometheus and promtool (metrics, alert rules)" ;;
+        prometheus-pushgateway) part="Prometheus' Pushgateway (the reconciliation's gauges)" ;;
     esac
     echo "missing: $part; install it with: sudo apt-get install $package" >&2
 done

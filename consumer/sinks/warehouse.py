@@ -207,7 +207,11 @@ class WarehouseConnection:
 
 class WarehouseSink:
     """Loads the batch's object in `bucket` at `object_key(batch)`, which the
-    sinks named in `after` (the raw zone's) must have written first."""
+    sinks named in `after` (the raw zone's) must have written first.
+
+    `skip_loaded=False` (python -m rebuild) loads an object the ledger names
+    again: the merge still adds only the rows the table lacks, so a table
+    emptied or dropped by hand gets its rows back and nothing doubles."""
 
     name = "warehouse"
 
@@ -220,9 +224,11 @@ class WarehouseSink:
         object_key: Callable[[Batch], str],
         *,
         after: tuple[str, ...],
+        skip_loaded: bool = True,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
     ) -> None:
         self.after = after
+        self._skip_loaded = skip_loaded
         self._connection = WarehouseConnection(connect)
         self._statements = merge_statements(target)
         self._loader = loader
@@ -248,7 +254,8 @@ class WarehouseSink:
         s = self._statements
         cur.execute(s["lock"])
         cur.execute(s["seen"], (key,))
-        if cur.fetchone() is not None:
+        loaded = cur.fetchone() is not None
+        if loaded and self._skip_loaded:
             return  # loaded before: the ledger says so, in the same transaction
         cur.execute(s["stage"])
         self._loader.copy(cur, self._bucket, key)
@@ -257,8 +264,9 @@ class WarehouseSink:
         first_day, last_day = cur.fetchone()
         cur.execute(s["merge"], (first_day, last_day))
         inserted = cur.rowcount
-        cur.execute(
-            s["record"],
-            (key, batch.shard_id, *batch.first, *batch.last, len(batch.records), inserted, self._clock()),
-        )
+        if not loaded:
+            cur.execute(
+                s["record"],
+                (key, batch.shard_id, *batch.first, *batch.last, len(batch.records), inserted, self._clock()),
+            )
         cur.execute(s["drop"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[2]
-SERVICES = ("retail_stream", "producer", "consumer", "api", "reporting")
+SERVICES = ("retail_stream", "producer", "consumer", "api", "reporting", "reconcile", "rebuild", "redrive")
 TOOLING = ("local_stack", "bench", "tests")  # the emulator, the census (an oracle), the benchmarks
 
 

@@ -39,6 +39,7 @@ def test_a_normal_user_is_told_each_missing_part_and_its_command(tmp_path):
     lines = done.stderr.splitlines()
     assert "missing: Prometheus and promtool (metrics, alert rules); install it with: sudo apt-get install prometheus" \
         in lines
+    assert "missing: Prometheus' Pushgateway (the reconciliation's gauges); install it with: sudo apt-get install prometheus-pushgateway" in lines
     assert not any("Java" in line for line in lines)  # java is on this PATH
     assert "Traceback" not in done.stderr
 
@@ -46,5 +47,5 @@ def test_a_normal_user_is_told_each_missing_part_and_its_command(tmp_path):
 def test_nothing_is_said_when_every_part_is_there(tmp_path):
     # PostgreSQL is found by its server's path (these machines have it), the others on PATH.
     assert any(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    done = run([shims(tmp_path, ["java", "prometheus", "promtool"], uid=1000)])
+    done = run([shims(tmp_path, ["java", "prometheus", "promtool", "prometheus-pushgateway"], uid=1000)])
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")

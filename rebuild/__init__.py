@@ -1,0 +1,1 @@
+"""Rebuild DynamoDB or the warehouse from the S3 raw zone."""

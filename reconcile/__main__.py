@@ -1,0 +1,3 @@
+from reconcile.cli import main
+
+raise SystemExit(main())
