@@ -163,12 +163,15 @@ def dynamodb_table_items(settings: Settings) -> int:
     return aws.client("dynamodb", settings).describe_table(TableName=settings.dynamodb_table)["Table"]["ItemCount"]
 
 
-def s3_lines(settings: Settings, prefix: str) -> tuple[int, list[bytes]]:
-    """(object count, every line of every object) under a prefix; gunzips .gz objects."""
+def s3_lines(settings: Settings, prefix: str, suffix: str = "") -> tuple[int, list[bytes]]:
+    """(object count, every line of every object) under a prefix whose key
+    ends with `suffix`; gunzips .gz objects."""
     s3 = aws.client("s3", settings)
     objects, lines = 0, []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket, Prefix=prefix + "/"):
         for entry in page.get("Contents", []):
+            if not entry["Key"].endswith(suffix):
+                continue
             body = s3.get_object(Bucket=settings.s3_bucket, Key=entry["Key"])["Body"].read()
             if entry["Key"].endswith(".gz"):
                 body = gzip.decompress(body)
@@ -217,7 +220,7 @@ def take(settings: Settings, keys: Iterable[tuple[str, str]] | None = None) -> C
     every row the raw zone and the warehouse hold: a row missing from all
     three is a loss the other counts show."""
     s3_objects, raw_lines = s3_lines(settings, settings.s3_raw_prefix)
-    _, dead_lines = s3_lines(settings, settings.s3_dead_letter_prefix)
+    _, dead_lines = s3_lines(settings, settings.s3_dead_letter_prefix, ".ndjson")  # not the re-drive's marks
     rows, distinct = warehouse_rows(settings)
     raw = [json.loads(line) for line in raw_lines]
     if keys is None:
