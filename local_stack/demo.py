@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess  # nosec B404: argv lists of programs we name, never a shell
 import sys
 import time
 from dataclasses import dataclass
@@ -87,6 +88,20 @@ def exact(amount: Decimal | str) -> str:
 
 
 @stops_clean
+def reconcile(env: dict[str, str]) -> dict:
+    """`python -m reconcile` as an operator would run it, over the last two
+    arrival days (the run may cross midnight UTC): its verdict, figures and report."""
+    done = subprocess.run(  # nosec B603: our argv, no shell
+        [sys.executable, "-m", "reconcile", "--days", "2", "--settle-seconds", "0"], env=env,
+        stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode not in (0, 1):
+        return {"drift": None, "error": f"python -m reconcile exited {done.returncode}", "report": ""}
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"drift": report["drift"], "drift_by_store": report["drift_by_store"],
+            "rows": {store: figures["rows"] for store, figures in report["stores"].items()},
+            "report": report.get("report", "")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the pipeline end to end on the local stack.")
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
@@ -123,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         source = source_figures(csv)
         found = census.take(settings, source.keys)
         quantity_sum, amount_sum = census.warehouse_totals(settings)
+        say("reconciling the stores (python -m reconcile)")
+        reconciliation = reconcile(env)
         result = {
             "source_rows": source.rows,
             "rejected": count_lines(rejects),
@@ -138,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             "drain_seconds": round(drained.seconds, 1),
             "drain_records_per_s": round(drained.per_second),
             "seconds": round(time.monotonic() - started, 1),
+            "reconciliation": reconciliation,
         }
 
     valid = source.valid
@@ -151,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         and result["warehouse_quantity_sum"] == result["source_quantity_sum"]
         and result["warehouse_amount_sum"] == result["source_amount_sum"]
         and consumer.returncode == 0
+        and reconciliation["drift"] == 0
     )
     say("")
     say(f"source rows           {result['source_rows']:>12,}")
@@ -166,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"dead-lettered         {result['dead_lettered']:>12,}")
     say(f"Prometheus: processed {result['prometheus_records_processed']:>12,}   "
         f"highest lag {result['prometheus_max_lag_ms']:,} ms")
+    say(f"reconciliation drift  {reconciliation['drift']:>12,}   "
+        f"(raw zone, DynamoDB and warehouse compared event by event: {reconciliation['report']})")
     say(f"drained in {result['drain_seconds']} s ({result['drain_records_per_s']:,} records/s); "
         f"{result['seconds']} s in all")
     say("every valid row is once in every sink" if ok else "MISMATCH: see the counts above")

@@ -9,6 +9,7 @@ also kept in S3 under S3_REPORTS_PREFIX (an audit trail) unless --no-s3-report.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import sys
@@ -62,6 +63,8 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
     parser = argparse.ArgumentParser(prog="retail-reconcile", description=__doc__.split("\n\n")[0])
     span = parser.add_mutually_exclusive_group()
     span.add_argument("--days", type=int, help="the last N arrival days, today (UTC) included (default 1)")
+    span.add_argument("--hours", type=int, help="the raw-zone objects written in the last N whole hours (UTC) "
+                                               "that ended before the settle time: for hourly runs")
     span.add_argument("--from", dest="first", type=dt.date.fromisoformat, metavar="YYYY-MM-DD",
                       help="first arrival day (UTC)")
     parser.add_argument("--to", dest="last", type=dt.date.fromisoformat, metavar="YYYY-MM-DD",
@@ -83,15 +86,20 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
     return args
 
 
-def window_of(args: argparse.Namespace, today: dt.date) -> Window:
+def window_of(args: argparse.Namespace, now: dt.datetime) -> Window:
     if args.first:
         return Window(args.first, args.last or args.first, args.invoice_from, args.invoice_to)
-    days = Window.last_days(args.days or 1, today)
-    return Window(days.first, days.last, args.invoice_from, args.invoice_to)
+    if args.hours:
+        span = Window.last_hours(args.hours, now - dt.timedelta(seconds=args.settle_seconds))
+    else:
+        span = Window.last_days(args.days or 1, now.date())
+    return dataclasses.replace(span, invoice_from=args.invoice_from, invoice_to=args.invoice_to)
 
 
 def summary(report: Report) -> str:
-    lines = [f"reconciliation of arrival days {report.window.first} to {report.window.last}: "
+    span = (f"objects written {report.window.written_from:%Y-%m-%d %H:%M} to {report.window.written_to:%H:%M} UTC"
+            if report.window.written_from else f"arrival days {report.window.first} to {report.window.last}")
+    lines = [f"reconciliation of {span}: "
              + ("the stores agree" if report.drift == 0 else f"DRIFT in {report.drift} events")]
     for store, figures in report.figures.items():
         shown = ", ".join(f"{k} {v}" for k, v in figures.items())
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None, clients: Clients | None = None) -> int:
     args = parse_args(argv, settings)
     logs.configure(settings.log_level, log_format=settings.log_format, service="reconcile")
     try:
-        window = window_of(args, dt.datetime.now(dt.timezone.utc).date())
+        window = window_of(args, dt.datetime.now(dt.timezone.utc))
     except ValueError as exc:
         print(f"retail-reconcile: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,8 @@ Drift is counted in events:
   event, it cannot double);
 - differing: in the store with another quantity or amount;
 - lost (raw zone): an object the warehouse's ledger says it loaded from the
-  window's days is gone from the raw zone, so nothing can be rebuilt from it.
+  window's days is gone from the raw zone, so nothing can be rebuilt from it
+  (an hourly window's days are whole days: each of their runs says so).
 An object the ledger has not recorded is listed but is not drift by itself:
 its rows may have come in through another cut of the same batch, and any
 that did not are counted missing.
@@ -104,8 +105,7 @@ def reconcile(window: Window, raw: RawWindow, dynamodb: Mapping[str, Held], ware
             "differing": len(differing[store]),
         }
     read = {name.key for name in raw.objects}
-    settling = set(raw.settling)
-    lost = sorted(set(ledger_keys) - read - settling)
+    lost = sorted(set(ledger_keys) - raw.listed)
     unloaded = sorted(read - set(loaded))
     figures["raw_zone"]["lost_objects"] = len(lost)
     figures["warehouse"]["unloaded_objects"] = len(unloaded)

@@ -5,6 +5,13 @@ its objects (or several, when a re-read shard cut a batch differently), and
 its keys are partitioned by arrival day (`dt=`). So a window is a run of
 arrival days, read by listing those partitions: the cost follows the
 window, never the size of the stores. Invoice days narrow it further.
+
+An hourly window is the objects *written* in those hours (S3's
+LastModified, set once: objects are create-only): each object falls in
+exactly one hour, so hourly runs neither miss nor repeat one, and an
+object is written within a flush (FLUSH_MAX_AGE_SECONDS) of its rows'
+arrival. Its days are listed (cheap: a thousand keys a request), but only
+its hours' objects are read.
 """
 
 from __future__ import annotations
@@ -30,12 +37,34 @@ class Window:
     last: dt.date
     invoice_from: dt.date | None = None
     invoice_to: dt.date | None = None
+    written_from: dt.datetime | None = None  # with written_to: only objects written in [from, to), UTC
+    written_to: dt.datetime | None = None
 
     def __post_init__(self) -> None:
+        if (self.written_from is None) != (self.written_to is None):
+            raise ValueError("a written window needs both ends")
+        if self.written_from and self.written_to and self.written_to <= self.written_from:
+            raise ValueError(f"the hours end ({self.written_to}) before they start ({self.written_from})")
         if self.last < self.first:
             raise ValueError(f"the window ends ({self.last}) before it starts ({self.first})")
         if self.invoice_from and self.invoice_to and self.invoice_to < self.invoice_from:
             raise ValueError(f"the invoice days end ({self.invoice_to}) before they start ({self.invoice_from})")
+
+    @classmethod
+    def last_hours(cls, hours: int, before: dt.datetime) -> Window:
+        """The last `hours` whole clock hours ending at or before `before`
+        (UTC). Their objects' `dt=` day may be the day before the hour (a
+        batch's first row arrived before midnight), so that day is listed too."""
+        if hours < 1:
+            raise ValueError("--hours must be at least 1")
+        end = before.astimezone(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+        start = end - dt.timedelta(hours=hours)
+        return cls(start.date() - dt.timedelta(days=1), (end - dt.timedelta(microseconds=1)).date(),
+                   written_from=start, written_to=end)
+
+    def written(self, when: dt.datetime) -> bool:
+        """Whether an object written at `when` is in the window's hours (always, without hours)."""
+        return self.written_from is None or self.written_from <= when < self.written_to
 
     @classmethod
     def last_days(cls, days: int, today: dt.date) -> Window:
@@ -56,7 +85,9 @@ class Window:
     def as_dict(self) -> dict:
         return {"from": self.first.isoformat(), "to": self.last.isoformat(),
                 "invoice_from": self.invoice_from and self.invoice_from.isoformat(),
-                "invoice_to": self.invoice_to and self.invoice_to.isoformat()}
+                "invoice_to": self.invoice_to and self.invoice_to.isoformat(),
+                "written_from": self.written_from and self.written_from.isoformat(),
+                "written_to": self.written_to and self.written_to.isoformat()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +111,7 @@ class RawRow:
 class RawWindow:
     objects: tuple[ObjectName, ...]  # read
     settling: tuple[str, ...]  # keys too recent to judge: their loads may still be under way
+    listed: frozenset[str]  # every key under the window's days, in its hours or not
     records: int  # lines read, repeats included
     rows: dict[str, RawRow]  # by event id, each once
 
@@ -102,9 +134,10 @@ def read_window(s3: Any, bucket: str, prefix: str, window: Window, *, settle_sec
     zone's; their rows are neither read nor judged."""
     cutoff = now() - dt.timedelta(seconds=settle_seconds)
     names, settling = [], []
-    for entry in listed_objects(s3, bucket, prefix, window.days()):
+    listed = listed_objects(s3, bucket, prefix, window.days())
+    for entry in listed:
         name = parse_object_key(entry["Key"])
-        if name is None:
+        if name is None or not window.written(entry["LastModified"]):
             continue
         (settling if entry["LastModified"] > cutoff else names).append(name)
 
@@ -121,4 +154,5 @@ def read_window(s3: Any, bucket: str, prefix: str, window: Window, *, settle_sec
             for row in found:
                 if row.event_id not in rows and window.holds(row):
                     rows[row.event_id] = RawRow.of(row, name)
-    return RawWindow(tuple(names), tuple(e.key for e in settling), records, rows)
+    return RawWindow(tuple(names), tuple(e.key for e in settling), frozenset(e["Key"] for e in listed), records,
+                     rows)

@@ -171,3 +171,13 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_an_hourly_window_reads_only_the_objects_written_in_its_hours(written):
+    settings, clients, batches = written
+    now = dt.datetime.now(dt.timezone.utc)
+    this_hour = Window(DAY, DAY, written_from=now - dt.timedelta(hours=1), written_to=now + dt.timedelta(hours=1))
+    hours_ago = Window(DAY, DAY, written_from=now - dt.timedelta(hours=3), written_to=now - dt.timedelta(hours=2))
+    assert reconcile_cli.run(settings, clients, this_hour, settle_seconds=0).figures["raw_zone"]["objects"] == 3
+    earlier = reconcile_cli.run(settings, clients, hours_ago, settle_seconds=0)
+    assert (earlier.figures["raw_zone"]["objects"], earlier.drift) == (0, 0)

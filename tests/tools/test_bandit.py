@@ -14,7 +14,8 @@ import pytest
 pytestmark = pytest.mark.tools
 
 PROJECT = Path(__file__).resolve().parents[2]
-PACKAGES = ["retail_stream", "producer", "consumer", "api", "reporting", "local_stack", "bench"]
+PACKAGES = ["retail_stream", "producer", "consumer", "api", "reporting", "local_stack", "bench", "reconcile", "rebuild",
+            "redrive"]
 JUSTIFIED = re.compile(r"# nosec (B\d{3}(, ?B\d{3})*): \S.{8,}")
 
 
