@@ -10,7 +10,8 @@ A re-driven record goes back on the Kinesis stream with its event id, so the
 consumer writes it like any record: DynamoDB and the warehouse keep one row
 per event id, the raw zone gains it. The letter is not deleted: a mark beside
 it says when, who, and where the record landed. A marked letter is skipped
-(so a second re-drive sends nothing) unless --force.
+(so a second re-drive sends nothing) unless --force, which sends again what
+the last re-drive sent.
 
 Exit status 0 when every chosen letter was sent (or skipped as marked), 1
 when some were refused (they would be dead-lettered again), 2 when it could
@@ -33,7 +34,7 @@ import structlog
 from producer.batching import pack
 from producer.kinesis_writer import PUT_RECORDS_BACKOFF, KinesisWriter
 from redrive.letters import (Chosen, Mark, Refusal, Resend, counts_by_reason, editable, event_id_of,
-                             is_letter_key, json_object, plan, to_json)
+                             is_letter_key, json_object, plan, sent_before, to_json)
 from redrive.store import Listed, NoSuchLetter, listed_keys, put_mark, read_listed, read_mark
 from retail_stream import logs
 from retail_stream.settings import Settings, SettingsError
@@ -99,19 +100,24 @@ def redrive(settings: Settings, clients: RedriveClients, letters: Sequence[Liste
             fix: bytes | None = None, dry_run: bool = False, force: bool = False, by: str | None = None,
             now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> list[Outcome]:
     """Send each letter again unless it is marked (and not `force`) or its
-    record would be refused; mark each one sent. Blocks until Kinesis holds
+    record would be refused; mark each one sent. A forced re-drive without
+    `fix` sends what the last one sent (its mark keeps a fixed record). Blocks until Kinesis holds
     every re-sent record; raises DeliveryError (producer.kinesis_writer) when
     it will not take them: the letters of that call stay unmarked, and sending
     them again is harmless (every sink keeps one row per event id)."""
     outcomes: dict[str, Outcome] = {}
     resends: list[Resend] = []
+    previous: dict[str, dict[str, Any]] = {}  # the marks a forced re-drive replaces
     for listed in letters:
         letter = listed.letter
         if listed.marked and not force:
             outcomes[letter.key] = Outcome(letter.key, "skipped", event_id_of(letter),
                                            "re-driven already (--force to send again)")
             continue
-        planned = plan(letter, fix)
+        mark = (listed.mark or read_mark(clients.s3, settings.s3_bucket, letter.key)) if listed.marked else None
+        if mark is not None:
+            previous[letter.key] = mark
+        planned = plan(letter, fix if fix is not None else sent_before(mark))
         if isinstance(planned, Refusal):
             outcomes[letter.key] = Outcome(letter.key, "refused", event_id_of(letter), planned.reason)
         elif dry_run:
@@ -123,7 +129,6 @@ def redrive(settings: Settings, clients: RedriveClients, letters: Sequence[Liste
         who = by or clients.caller()
         backoff = dataclasses.replace(PUT_RECORDS_BACKOFF, attempts=settings.put_records_attempts)
         writer = KinesisWriter(clients.kinesis, settings.stream_name, backoff=backoff)
-        marked = {listed.letter.key for listed in letters if listed.marked}
         batches, _ = pack([r.entry for r in resends])  # plan() refused what no batch could hold
         done = 0
         for batch in batches:
@@ -132,10 +137,9 @@ def redrive(settings: Settings, clients: RedriveClients, letters: Sequence[Liste
             done += len(batch)
             for resend, shard_id, sequence_number in zip(in_batch, result.shard_ids, result.sequence_numbers):
                 key = resend.letter.key
-                forced = key in marked
-                previous = read_mark(clients.s3, settings.s3_bucket, key) if forced else None
+                forced = key in previous
                 mark = Mark.of(resend, at=now(), by=who, stream=settings.stream_name, shard_id=shard_id,
-                               sequence_number=sequence_number, forced=forced, previous=previous)
+                               sequence_number=sequence_number, forced=forced, previous=previous.get(key))
                 if not put_mark(clients.s3, settings.s3_bucket, key, mark.body(), replace=forced):
                     log.warning("redrive.marked_by_another_run", key=key)  # it sent the same event: absorbed
                 log.info("redrive.sent", key=key, event_id=resend.event_id, shard_id=shard_id,
@@ -255,7 +259,7 @@ def main(argv: Sequence[str] | None = None, clients: RedriveClients | None = Non
         if args.command == "show":
             return show(settings, clients, args.key)
         letters = chosen(clients.s3, settings, getattr(args, "keys", ()), choice,
-                         with_marks=args.command == "list")
+                         with_marks=args.command == "list" or args.force)
         if args.command == "list":
             if args.status:
                 letters = [listed for listed in letters if listed.marked == (args.status == "redriven")]

@@ -228,6 +228,14 @@ class Mark:
         return json.dumps(self.as_dict(), ensure_ascii=False).encode() + b"\n"
 
 
+def sent_before(mark: dict[str, Any] | None) -> bytes | None:
+    """The record an earlier re-drive sent when it was not the stored bytes
+    (a fixed record, kept in its mark), so a forced re-drive sends it again;
+    None otherwise."""
+    sent = (mark or {}).get("sent_base64")
+    return base64.b64decode(sent) if sent else None
+
+
 @dataclass(frozen=True)
 class Chosen:
     """Which letters a command is about: arrival days (inclusive, either end

@@ -16,7 +16,7 @@ from consumer.sinks.dead_letters import dead_letter_key, to_line
 from redrive import cli
 from redrive.letters import (Chosen, Mark, Refusal, Resend, StoredLetter, UnreadableLetter, counts_by_reason,
                              day_of, derived_event_id, editable, event_id_of, from_line, is_letter_key, mark_key,
-                             plan, to_json)
+                             plan, sent_before, to_json)
 from redrive.store import Listed
 from retail_stream.schema import Transaction, decode, encode
 from tests.support.consumer_fakes import stream_record, transaction
@@ -170,6 +170,17 @@ def test_a_mark_says_when_who_which_event_and_where_it_landed():
                     previous=mark.as_dict())
     assert base64.b64decode(again.as_dict()["sent_base64"]) == fixed.data
     assert again.as_dict()["forced"] and again.as_dict()["previous"]["sequence_number"] == "99"
+
+
+def test_a_forced_redrive_sends_what_the_last_one_sent():
+    at = dt.datetime(2026, 12, 6, 22, 0, tzinfo=dt.timezone.utc)
+    stored = letter(as_bytes(fields(GOOD, quantity="12x")))
+    fixed = plan(stored, as_bytes(fields(GOOD, quantity=12)))
+    mark = Mark.of(fixed, at=at, by="me", stream="s", shard_id=SHARD, sequence_number="1").as_dict()
+    assert plan(stored, sent_before(mark)) == fixed
+    unchanged = plan(letter(encode(GOOD)))
+    mark = Mark.of(unchanged, at=at, by="me", stream="s", shard_id=SHARD, sequence_number="1").as_dict()
+    assert sent_before(mark) is None and sent_before(None) is None
 
 
 @pytest.mark.parametrize("choice, held", [
