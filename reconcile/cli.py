@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import sys
 import time
-from typing import Callable
 
 import structlog
 
@@ -24,24 +23,18 @@ from reconcile.metrics import ReconcileMetrics
 from reconcile.stores import dynamodb_held, warehouse_held
 from reconcile.window import Window, read_window
 from retail_stream import logs
+from retail_stream.progress import Progress
 from retail_stream.settings import Settings, SettingsError
 
 log = structlog.get_logger("reconcile")
 
 
 def run(settings: Settings, clients: Clients, window: Window, *, settle_seconds: float,
-        progress: Callable[[int], None] = lambda done: None) -> Report:
+        progress: Progress | None = None) -> Report:
     """Read the window's raw zone, look its events up in DynamoDB and the
     warehouse, compare."""
-    done = 0
-
-    def read_one(name) -> None:
-        nonlocal done
-        done += 1
-        progress(done)
-
     raw = read_window(clients.s3, settings.s3_bucket, settings.s3_raw_prefix, window,
-                      settle_seconds=settle_seconds, on_object=read_one)
+                      settle_seconds=settle_seconds, progress=progress)
     rows = list(raw.rows.values())
     dynamodb = dynamodb_held(clients.dynamodb, settings.dynamodb_table, rows)
     conn = clients.connect_warehouse()
@@ -127,7 +120,7 @@ def main(argv: list[str] | None = None, clients: Clients | None = None) -> int:
     clients = clients or service_clients(settings)
     try:
         report = run(settings, clients, window, settle_seconds=args.settle_seconds,
-                     progress=lambda done: done % 1000 == 0 and log.info("reconcile.progress", objects=done))
+                     progress=Progress(sys.stderr, "reading the raw zone", 0, "objects"))
     except Exception as exc:  # any failure to read is a run that did not happen: say so, exit 2
         log.error("reconcile.failed", error=str(exc), error_type=type(exc).__name__)
         if args.pushgateway:

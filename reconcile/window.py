@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable
 
 from consumer.sinks.raw_zone import ObjectName, from_ndjson_gz, parse_object_key
+from retail_stream.progress import Progress
 from retail_stream.schema import Transaction
 
 READ_THREADS = 8
@@ -128,7 +129,7 @@ def listed_objects(s3: Any, bucket: str, prefix: str, days: Iterable[str]) -> li
 
 def read_window(s3: Any, bucket: str, prefix: str, window: Window, *, settle_seconds: float,
                 now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
-                on_object: Callable[[ObjectName], None] = lambda name: None) -> RawWindow:
+                progress: Progress | None = None) -> RawWindow:
     """The window's raw-zone rows. Objects written in the last `settle_seconds`
     are set aside (named in `settling`), with keys that are not the raw
     zone's; their rows are neither read nor judged."""
@@ -142,17 +143,21 @@ def read_window(s3: Any, bucket: str, prefix: str, window: Window, *, settle_sec
         (settling if entry["LastModified"] > cutoff else names).append(name)
 
     def read(name: ObjectName) -> tuple[ObjectName, list[Transaction]]:
-        rows = from_ndjson_gz(s3.get_object(Bucket=bucket, Key=name.key)["Body"].read())
-        on_object(name)
-        return name, rows
+        return name, from_ndjson_gz(s3.get_object(Bucket=bucket, Key=name.key)["Body"].read())
 
     rows: dict[str, RawRow] = {}
     records = 0
+    if progress:
+        progress.total = len(names)
     with ThreadPoolExecutor(READ_THREADS) as pool:
-        for name, found in pool.map(read, names):  # in key order, so a row's first object is stable
+        for done, (name, found) in enumerate(pool.map(read, names), 1):  # in key order: a row's first object is stable
             records += len(found)
             for row in found:
                 if row.event_id not in rows and window.holds(row):
                     rows[row.event_id] = RawRow.of(row, name)
+            if progress:
+                progress.show(done, f"{records:,} records")
+    if progress:
+        progress.close(len(names), f"{records:,} records")
     return RawWindow(tuple(names), tuple(e.key for e in settling), frozenset(e["Key"] for e in listed), records,
                      rows)
