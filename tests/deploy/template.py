@@ -166,6 +166,9 @@ class Renderer:
             "AWS::Logs::LogGroup": lambda: arn.format("logs", f"log-group:{self.ref(name)}:*"),
             "AWS::APS::Workspace": lambda: arn.format("aps", "workspace/ws-0123abcd-4567-89ef-0123456789ab"),
             "AWS::IAM::Role": lambda: f"arn:aws:iam::{ACCOUNT}:role/{self.ref(name)}",
+            "AWS::ECS::Cluster": lambda: arn.format("ecs", f"cluster/{self.ref(name)}"),
+            "AWS::ServiceDiscovery::Service": lambda: arn.format("servicediscovery",
+                                                                  "service/srv-0123456789abcdef"),
         }[kind]()
 
     def sub(self, arg: Any) -> str:

@@ -51,6 +51,8 @@ NOT_IN_MOTO = {
     "AWS::Cognito::UserPoolResourceServer": "made through moto's Cognito user pools API",
     "AWS::Cognito::UserPoolDomain": "made through moto's Cognito user pools API",
     "AWS::Cognito::UserPoolClient": "made through moto's Cognito user pools API",
+    "AWS::ServiceDiscovery::PrivateDnsNamespace": "checked on the template (the Pushgateway's address test)",
+    "AWS::ServiceDiscovery::Service": "checked on the template (the Pushgateway's address test)",
 }
 STACK = "retail-deploy-smoke"
 # Other names than the local stack's own, so nothing clashes.
@@ -159,6 +161,10 @@ PUBLIC_PARAMETERS = {
     "ApiFrontDoor": "load-balancer",
     "ApiLoadBalancerScheme": "internet-facing",
     "ApiIngressCidr": "0.0.0.0/0",
+    # And the KCL's other choices: enhanced fan-out under a consumer name of its own, PITR on its lease table.
+    "KclRetrievalMode": "fanout",
+    "KclConsumerName": "retail-efo",
+    "KclLeaseTablePitr": "true",
 }
 
 
@@ -181,8 +187,10 @@ def test_stack_is_created_with_every_other_resource(local_stack, deployed):
     assert renderer.broken_rules() == []  # moto does not evaluate Rules: the test does
     kept = {name for name, spec in template["Resources"].items() if spec["Type"] not in NOT_IN_MOTO}
     expected = {name for name in kept if renderer.creates(name)}
-    # No ApiIngressCidr: the gateway's link only; WarehouseLoadMode batch: no grouped-load policy.
-    assert kept - expected == {"ApiLoadBalancerHttpsIngress", "ConsumerGroupedLoadPolicy"}
+    # No ApiIngressCidr: the gateway's link only; WarehouseLoadMode batch: no grouped-load policy;
+    # KclRetrievalMode polling: no fan-out policy; KclLeaseTablePitr false: no PITR policy.
+    assert kept - expected == {"ApiLoadBalancerHttpsIngress", "ConsumerGroupedLoadPolicy", "ConsumerFanOutPolicy",
+                               "ConsumerLeaseTablePitrPolicy"}
     listed = [resource.get("LogicalResourceId") for resource in resources]
     # moto lists each resource whose Condition is false as an entry without an id.
     assert listed.count(None) == len(kept - expected)
@@ -466,3 +474,81 @@ def test_public_load_balancer_serves_https_and_redirects_http(local_stack, deplo
     (group,) = ec2.describe_security_groups(GroupIds=balancer["SecurityGroups"])["SecurityGroups"]
     assert sorted((p["FromPort"], p["IpRanges"][0]["CidrIp"]) for p in group["IpPermissions"]) == [
         (80, "0.0.0.0/0"), (443, "0.0.0.0/0")]
+
+
+def test_reconcile_is_scheduled_hourly_and_daily_on_the_cluster(local_stack, deployed):
+    events, ecs = aws(local_stack, "events"), aws(local_stack, "ecs")
+    ids = physical_ids(local_stack)
+    definition = ecs.describe_task_definition(taskDefinition=f"{STACK}-reconcile")["taskDefinition"]
+    assert definition["taskDefinitionArn"] == deployed["ReconcileTaskDefinitionArn"]
+    cluster = ecs.describe_clusters(clusters=[deployed["ClusterName"]])["clusters"][0]["clusterArn"]
+    role = aws(local_stack, "iam").get_role(RoleName=ids["ReconcileScheduleRole"])["Role"]
+    schedules = {}
+    for rule in ("ReconcileHourly", "ReconcileDaily"):
+        described = events.describe_rule(Name=ids[rule])
+        (target,) = events.list_targets_by_rule(Rule=ids[rule])["Targets"]
+        assert (target["Arn"], target["RoleArn"]) == (cluster, role["Arn"])
+        assert target["EcsParameters"]["TaskDefinitionArn"] == definition["taskDefinitionArn"]
+        assert target["EcsParameters"]["LaunchType"] == "FARGATE"
+        schedules[rule] = (described["ScheduleExpression"], described["State"], target.get("Input"))
+    assert schedules["ReconcileHourly"] == ("cron(10 * * * ? *)", "ENABLED", None)
+    expression, state, given = schedules["ReconcileDaily"]
+    assert (expression, state) == ("cron(40 0 * * ? *)", "ENABLED")
+    assert json.loads(given)["containerOverrides"][0]["command"][-2:] == ["--days", "2"]
+    # The schedule's role runs that family on that cluster, passing the reconciliation's two roles.
+    policy = {s["Sid"]: s for s in role_policy(aws(local_stack, "iam"), ids["ReconcileScheduleRole"],
+                                                "run-reconcile")["Statement"]}
+    assert policy["RunReconcile"]["Condition"]["ArnEquals"]["ecs:cluster"] == cluster
+    family_arn = definition["taskDefinitionArn"].rsplit(":", 1)[0]
+    assert policy["RunReconcile"]["Resource"] == f"{family_arn}:*"
+
+
+def test_reconcile_task_reads_the_stack_and_writes_only_its_reports(local_stack, deployed):
+    ecs, iam = aws(local_stack, "ecs"), aws(local_stack, "iam")
+    definition = ecs.describe_task_definition(taskDefinition=f"{STACK}-reconcile")["taskDefinition"]
+    (reconcile,) = definition["containerDefinitions"]
+    env = {item["name"]: item["value"] for item in reconcile["environment"]}
+    assert (env["S3_BUCKET"], env["DYNAMODB_TABLE"]) == ("retail-deploy-smoke-raw", "retail-deploy-smoke")
+    pushgateway = f"http://pushgateway.{STACK}.internal:9091"
+    assert env["RECONCILE_PUSHGATEWAY_URL"] == deployed["PushgatewayUrl"] == pushgateway
+    assert reconcile["secrets"] == [{"name": "WAREHOUSE_DSN", "valueFrom": deployed["secret"]}]
+    assert reconcile["command"] == ["python", "-m", "reconcile"]
+    ids = physical_ids(local_stack)  # (moto keeps no taskRoleArn: the template test checks the role)
+    policy = {s["Sid"]: s for s in role_policy(iam, ids["ReconcileTaskRole"], "reconcile")["Statement"]}
+    table_arn = aws(local_stack, "dynamodb").describe_table(TableName=deployed["TableName"])["Table"]["TableArn"]
+    assert policy["LookUpRows"]["Resource"] == table_arn
+    assert policy["ReadRawZone"]["Resource"] == "arn:aws:s3:::retail-deploy-smoke-raw/raw/transactions/*"
+    assert policy["WriteReports"]["Resource"] == "arn:aws:s3:::retail-deploy-smoke-raw/reports/reconciliation/*"
+
+
+def test_pushgateway_runs_as_a_service_and_the_operations_task_is_registered(local_stack, deployed):
+    ecs, iam = aws(local_stack, "ecs"), aws(local_stack, "iam")
+    ids = physical_ids(local_stack)
+    (service,) = ecs.describe_services(cluster=deployed["ClusterName"],
+                                       services=[ids["PushgatewayService"]])["services"]
+    assert service["taskDefinition"].split("/")[-1].split(":")[0] == f"{STACK}-pushgateway"
+    operations = ecs.describe_task_definition(taskDefinition=f"{STACK}-operations")["taskDefinition"]
+    assert operations["taskDefinitionArn"] == deployed["OperationsTaskDefinitionArn"]
+    env = {item["name"]: item["value"] for item in operations["containerDefinitions"][0]["environment"]}
+    assert (env["KINESIS_STREAM_NAME"], env["S3_DEAD_LETTER_PREFIX"]) == ("retail-deploy-smoke",
+                                                                          "dead-letter/transactions")
+    policy = {s["Sid"]: s for s in role_policy(iam, ids["OperationsTaskRole"], "rebuild-redrive")["Statement"]}
+    assert policy["RedriveIntoStream"]["Resource"] == deployed["StreamArn"]
+    assert deployed["OperationsSecurityGroupId"] == ids["OperationsSecurityGroup"]
+
+
+def test_fan_out_and_lease_table_pitr_stack_grants_their_calls(local_stack, deployed_public):
+    """The second stack chose enhanced fan-out (consumer retail-efo) and PITR on the lease table."""
+    iam, ids = aws(local_stack, "iam"), physical_ids(local_stack, PUBLIC_STACK)
+    assert {"ConsumerFanOutPolicy", "ConsumerLeaseTablePitrPolicy"} <= set(ids)
+    role = ids["ConsumerTaskRole"]
+    fan_out = {s["Sid"]: s for s in role_policy(iam, role, "enhanced-fan-out")["Statement"]}
+    assert fan_out["RegisterConsumer"]["Resource"] == deployed_public["StreamArn"]
+    assert fan_out["SubscribeAsConsumer"]["Resource"] == f"{deployed_public['StreamArn']}/consumer/retail-efo:*"
+    (pitr,) = role_policy(iam, role, "lease-table-pitr")["Statement"]
+    assert pitr["Resource"].endswith(f":table/{PUBLIC_STACK}-consumer")
+    definition = aws(local_stack, "ecs").describe_task_definition(taskDefinition=f"{PUBLIC_STACK}-consumer")
+    consumer = next(c for c in definition["taskDefinition"]["containerDefinitions"] if c["name"] == "consumer")
+    env = {item["name"]: item["value"] for item in consumer["environment"]}
+    assert (env["KCL_RETRIEVAL_MODE"], env["KCL_CONSUMER_NAME"], env["KCL_LEASE_TABLE_PITR"]) == (
+        "fanout", "retail-efo", "true")

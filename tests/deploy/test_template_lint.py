@@ -66,6 +66,29 @@ EXPECTED_ACTIONS = {
     },
     # WarehouseLoadMode=grouped only: the load queue (consumer/loader.py).
     "ConsumerGroupedLoadPolicy": {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:ListBucket"},
+    # KclRetrievalMode=fanout only: the KCL registers its stream consumer and subscribes as it.
+    "ConsumerFanOutPolicy": {"kinesis:RegisterStreamConsumer", "kinesis:DescribeStreamConsumer",
+                             "kinesis:SubscribeToShard"},
+    # KclLeaseTablePitr=true only: the KCL turns point-in-time recovery on.
+    "ConsumerLeaseTablePitrPolicy": {"dynamodb:UpdateContinuousBackups"},
+    # The scheduled reconciliation: read-only on the data, writes its reports.
+    "ReconcileTaskRole": {"s3:GetObject", "s3:ListBucket", "dynamodb:BatchGetItem", "s3:PutObject"},
+    "ReconcileExecutionRole": {
+        "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer", "logs:CreateLogStream", "logs:PutLogEvents",
+        "secretsmanager:GetSecretValue",
+    },
+    "ReconcileScheduleRole": {"ecs:RunTask", "iam:PassRole"},
+    # python -m rebuild and python -m redrive, run once by hand.
+    "OperationsTaskRole": {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "dynamodb:BatchWriteItem",
+                           "dynamodb:BatchGetItem", "kinesis:PutRecords"},
+    "OperationsExecutionRole": {
+        "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer", "logs:CreateLogStream", "logs:PutLogEvents",
+        "secretsmanager:GetSecretValue",
+    },
+    "PushgatewayTaskRole": {"aps:RemoteWrite"},
+    "PushgatewayExecutionRole": {"logs:CreateLogStream", "logs:PutLogEvents"},
     "ApiExecutionRole": {
         "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
         "ecr:GetDownloadUrlForLayer", "logs:CreateLogStream", "logs:PutLogEvents",
@@ -83,6 +106,9 @@ ACCEPTED_FINDINGS = {
     # The ECS agent logs in to ECR with the task's execution role to pull the image;
     # the token lets it pull only what the role's other statements allow (one repository).
     ("CREDENTIALS_EXPOSURE", ("ecr:getauthorizationtoken",)),
+    # EventBridge hands the reconciliation's two roles to ECS when it starts a scheduled run:
+    # those two roles only, to ECS tasks only (test_reconcile_runs_on_a_schedule_with_least_privilege).
+    ("PERMISSIONS_MANAGEMENT_ACTIONS", ("iam:passrole",)),
 }
 
 
@@ -217,6 +243,7 @@ def test_roles_trust_only_their_service(rendered):
         for name, spec in rendered.items() if spec["Type"] == "AWS::IAM::Role"
     }
     assert trusted.pop("RedshiftCopyRole") == ["redshift.amazonaws.com"]
+    assert trusted.pop("ReconcileScheduleRole") == ["events.amazonaws.com"]
     assert all(services == ["ecs-tasks.amazonaws.com"] for services in trusted.values()), trusted
 
 
@@ -231,7 +258,7 @@ def test_task_and_copy_roles_trust_only_this_account(rendered):
             # Redshift passes the database user's ARN as the external id: this account's users only.
             assert statement["Condition"] == {"StringLike": {
                 "sts:ExternalId": "arn:aws:redshift:eu-west-1:123456789012:dbuser:*/*"}}
-        elif name.endswith("TaskRole"):
+        elif name.endswith(("TaskRole", "ScheduleRole")):
             assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}, name
     one_cluster = Renderer(load(), {"WarehouseClusterIdentifier": "my-cluster"}).render(
         load()["Resources"]["RedshiftCopyRole"]["Properties"]["AssumeRolePolicyDocument"])
@@ -288,7 +315,9 @@ def test_table_has_the_key_design_the_consumer_writes(template):
      ("FlushMaxRecords", "flush_max_records"), ("FlushMaxBytes", "flush_max_bytes"),
      ("KclInitialPosition", "kcl_initial_position"), ("ApiMaxBodyBytes", "api_max_body_bytes"),
      ("ApiMaxItems", "api_max_items"), ("ApiRateLimitPerSecond", "api_rate_limit_per_second"),
-     ("ApiRateLimitBurst", "api_rate_limit_burst"), ("ApiCursorTtlSeconds", "api_cursor_ttl_seconds")],
+     ("ApiRateLimitBurst", "api_rate_limit_burst"), ("ApiCursorTtlSeconds", "api_cursor_ttl_seconds"),
+     ("KclInitialTimestamp", "kcl_initial_timestamp"), ("KclRetrievalMode", "kcl_retrieval_mode"),
+     ("KclConsumerName", "kcl_consumer_name"), ("ReportsPrefix", "s3_reports_prefix")],
 )
 def test_parameter_defaults_are_the_settings_defaults(template, parameter, setting):
     assert template["Parameters"][parameter]["Default"] == getattr(Settings, setting)
@@ -296,7 +325,9 @@ def test_parameter_defaults_are_the_settings_defaults(template, parameter, setti
 
 @pytest.mark.parametrize(("task_definition", "name"), [("ConsumerTaskDefinition", "consumer"),
                                                       ("ProducerTaskDefinition", "producer"),
-                                                      ("ApiTaskDefinition", "api")])
+                                                      ("ApiTaskDefinition", "api"),
+                                                      ("ReconcileTaskDefinition", "reconcile"),
+                                                      ("OperationsTaskDefinition", "operations")])
 def test_service_environment_is_valid_settings(rendered, task_definition, name):
     definition = container(rendered, task_definition, name)
     assert_valid_settings(definition)
@@ -376,10 +407,15 @@ def test_every_container_runs_as_a_non_root_user_without_capabilities(rendered):
         for d in spec["Properties"]["ContainerDefinitions"]
     }
     assert users == {
-        (task, name): ("10001", {"Drop": ["ALL"]})
-        for task, service in (("ConsumerTaskDefinition", "consumer"), ("ProducerTaskDefinition", "producer"),
-                              ("ApiTaskDefinition", "api"))
-        for name in (service, "metrics-collector")
+        **{(task, name): ("10001", {"Drop": ["ALL"]})
+           for task, service in (("ConsumerTaskDefinition", "consumer"), ("ProducerTaskDefinition", "producer"),
+                                 ("ApiTaskDefinition", "api"))
+           for name in (service, "metrics-collector")},
+        ("ReconcileTaskDefinition", "reconcile"): ("10001", {"Drop": ["ALL"]}),
+        ("OperationsTaskDefinition", "operations"): ("10001", {"Drop": ["ALL"]}),
+        # The Pushgateway image's own user, nobody.
+        ("PushgatewayTaskDefinition", "pushgateway"): ("65534", {"Drop": ["ALL"]}),
+        ("PushgatewayTaskDefinition", "metrics-collector"): ("10001", {"Drop": ["ALL"]}),
     }
 
 
@@ -519,8 +555,9 @@ def test_api_secrets_are_read_each_by_its_one_role(template, rendered):
         for name, policy in identity_policies(template).items() for s in statements(policy)
         if "secretsmanager:GetSecretValue" in as_list(s["Action"])
     }
-    assert readers == {"ApiExecutionRole": {cursor}, "ApiTaskRole": {keys},
-                       "ConsumerExecutionRole": {EXAMPLE_PARAMETERS["WarehouseDsnSecretArn"]}}
+    dsn = {EXAMPLE_PARAMETERS["WarehouseDsnSecretArn"]}  # the warehouse's, for each task that connects
+    assert readers == {"ApiExecutionRole": {cursor}, "ApiTaskRole": {keys}, "ConsumerExecutionRole": dsn,
+                       "ReconcileExecutionRole": dsn, "OperationsExecutionRole": dsn}
 
 
 def test_api_serves_https_on_its_port_and_metrics_on_localhost_only(template, rendered):
@@ -741,8 +778,10 @@ def test_load_balancer_admits_the_gateway_or_the_cidr_and_the_tasks_admit_only_i
         for name, spec in resources.items():
             if spec["Type"] == "AWS::EC2::SecurityGroup" and name != "ApiLoadBalancerSecurityGroup":
                 assert "SecurityGroupIngress" not in spec["Properties"], name
+        # Rules of their own: the API's, its balancer's, the Pushgateway's (test_pushgateway_is_scraped_...).
         assert {rule["GroupId"] for rule in ingress.values()} <= {
-            "retail-stream-ApiSecurityGroup", "retail-stream-ApiLoadBalancerSecurityGroup"}
+            "retail-stream-ApiSecurityGroup", "retail-stream-ApiLoadBalancerSecurityGroup",
+            "retail-stream-PushgatewaySecurityGroup"}
         service = resources["ApiService"]["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]
         assert service["AssignPublicIp"] == "DISABLED"
         assert service["SecurityGroups"] == ["retail-stream-ApiSecurityGroup"]
@@ -814,3 +853,202 @@ def test_api_url_output_is_the_front_door(template):
     assert Renderer(template).render(url) == "ApiGateway.ApiEndpoint"  # https://<id>.execute-api.<region>…
     assert Renderer(template, LOAD_BALANCER).render(url) == "http://ApiLoadBalancer.DNSName"
     assert Renderer(template, PUBLIC_LOAD_BALANCER).render(url) == "https://api.retail.example"
+
+
+# --- KCL settings, the reconciliation, one-off operations -------------------------------
+
+FANOUT = {"KclRetrievalMode": "fanout"}
+
+
+def rendered_policy(template: dict, name: str, parameters: dict | None = None) -> dict[str, dict]:
+    """An AWS::IAM::Policy's statements by Sid, rendered with `parameters`."""
+    document = template["Resources"][name]["Properties"]["PolicyDocument"]
+    return {s["Sid"]: s for s in statements(Renderer(template, parameters).render(document))}
+
+
+def role_statements(template: dict, role: str) -> dict[str, dict]:
+    (policy,) = template["Resources"][role]["Properties"]["Policies"]
+    return {s["Sid"]: s for s in statements(Renderer(template).render(policy["PolicyDocument"]))}
+
+
+def consumer_settings(template: dict, parameters: dict) -> Settings:
+    task = Renderer(template, parameters).render(template["Resources"]["ConsumerTaskDefinition"])
+    consumer = next(c for c in task["Properties"]["ContainerDefinitions"] if c["Name"] == "consumer")
+    return Settings.from_env(environment(consumer))
+
+
+def test_fan_out_permissions_come_with_fan_out_only(template):
+    from consumer.daemon import kcl_properties
+
+    assert not Renderer(template).creates("ConsumerFanOutPolicy")
+    assert consumer_settings(template, {}).kcl_retrieval_mode == "polling"
+    stream = "arn:aws:kinesis:eu-west-1:123456789012:stream/retail-transactions"
+    for parameters, name in ((FANOUT, "retail-consumer"),
+                             ({**FANOUT, "KclConsumerName": "retail-efo"}, "retail-efo")):
+        assert Renderer(template, parameters).creates("ConsumerFanOutPolicy")
+        assert Renderer(template, parameters).broken_rules() == []
+        policy = rendered_policy(template, "ConsumerFanOutPolicy", parameters)
+        assert (policy["RegisterConsumer"]["Action"], policy["RegisterConsumer"]["Resource"]) == (
+            "kinesis:RegisterStreamConsumer", stream)
+        assert policy["SubscribeAsConsumer"]["Resource"] == f"{stream}/consumer/{name}:*"
+        # The consumer the KCL registers (its name, else the application's) is the one granted.
+        props = kcl_properties(consumer_settings(template, parameters), "w", "x", {})
+        assert props["retrievalMode"] == "FANOUT"
+        assert props.get("fanoutConfig.consumerName", props["applicationName"]) == name
+    attached = template["Resources"]["ConsumerFanOutPolicy"]["Properties"]["Roles"]
+    assert attached == [{"Ref": "ConsumerTaskRole"}]
+
+
+def test_lease_table_pitr_permission_comes_with_pitr_only(template):
+    assert not Renderer(template).creates("ConsumerLeaseTablePitrPolicy")
+    on = {"KclLeaseTablePitr": "true"}
+    assert Renderer(template, on).creates("ConsumerLeaseTablePitrPolicy")
+    (statement,) = rendered_policy(template, "ConsumerLeaseTablePitrPolicy", on).values()
+    assert statement["Resource"] == "arn:aws:dynamodb:eu-west-1:123456789012:table/retail-consumer"
+    assert consumer_settings(template, on).kcl_lease_table_pitr is True
+    assert consumer_settings(template, {}).kcl_lease_table_pitr is False
+
+
+def test_the_rules_refuse_the_kcl_combinations_the_consumer_refuses(template):
+    at = {"KclInitialPosition": "AT_TIMESTAMP", "KclInitialTimestamp": "2026-12-01T06:30:00Z"}
+    assert Renderer(template, at).broken_rules() == []
+    assert consumer_settings(template, at).initial_timestamp.isoformat() == "2026-12-01T06:30:00+00:00"
+    refused = {
+        "KclInitialPosition=AT_TIMESTAMP needs KclInitialTimestamp": {"KclInitialPosition": "AT_TIMESTAMP"},
+        "KclInitialTimestamp is read with KclInitialPosition=AT_TIMESTAMP only":
+            {"KclInitialTimestamp": "2026-12-01T06:30:00Z"},
+        "KclConsumerName names an enhanced fan-out consumer; it needs KclRetrievalMode=fanout":
+            {"KclConsumerName": "retail-efo"},
+    }
+    for description, parameters in refused.items():
+        assert Renderer(template, parameters).broken_rules() == [description]
+    # What the parameter's pattern lets through, the consumer takes, and the reverse for these.
+    pattern = re.compile(template["Parameters"]["KclInitialTimestamp"]["AllowedPattern"])
+    for value in ("2026-12-01T06:30:00Z", "2026-12-01T06:30:00.250+00:00"):
+        assert pattern.match(value)
+        assert consumer_settings(template, {**at, "KclInitialTimestamp": value}).initial_timestamp
+    for value in ("2026-12-01T06:30:00", "2026-12-01T06:30:00+01:00", "2026-12-01"):
+        assert not pattern.match(value)
+
+
+def test_reconcile_runs_every_hour_and_closes_each_day(rendered):
+    hourly, daily = rendered["ReconcileHourly"]["Properties"], rendered["ReconcileDaily"]["Properties"]
+    assert hourly["ScheduleExpression"] == "cron(10 * * * ? *)"  # every hour, at minute 10
+    assert daily["ScheduleExpression"] == "cron(40 0 * * ? *)"  # 00:40 UTC
+    assert hourly["State"] == daily["State"] == "ENABLED"
+    for rule in (hourly, daily):
+        (target,) = rule["Targets"]
+        assert target["Arn"] == "arn:aws:ecs:eu-west-1:123456789012:cluster/retail-stream-Cluster"
+        assert target["RoleArn"] == "arn:aws:iam::123456789012:role/retail-stream-ReconcileScheduleRole"
+        ecs = target["EcsParameters"]
+        assert (ecs["TaskDefinitionArn"], ecs["TaskCount"], ecs["LaunchType"]) == (
+            "retail-stream-ReconcileTaskDefinition", 1, "FARGATE")
+        network = ecs["NetworkConfiguration"]["AwsVpcConfiguration"]
+        assert network["AssignPublicIp"] == "DISABLED"
+        assert network["SecurityGroups"] == ["retail-stream-OperationsSecurityGroup"]
+        assert network["Subnets"] == EXAMPLE_PARAMETERS["SubnetIds"]
+    assert "Input" not in hourly["Targets"][0]  # the task definition's own command: today so far
+    assert container(rendered, "ReconcileTaskDefinition", "reconcile")["Command"] == ["python", "-m", "reconcile"]
+    (override,) = json.loads(daily["Targets"][0]["Input"])["containerOverrides"]
+    assert override == {"name": "reconcile", "command": ["python", "-m", "reconcile", "--days", "2"]}
+
+
+def test_the_schedule_role_starts_the_reconciliation_and_nothing_else(template):
+    role = role_statements(template, "ReconcileScheduleRole")
+    assert role["RunReconcile"]["Action"] == "ecs:RunTask"
+    assert role["RunReconcile"]["Resource"] == (
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/retail-stream-reconcile:*")
+    assert role["RunReconcile"]["Condition"] == {
+        "ArnEquals": {"ecs:cluster": "arn:aws:ecs:eu-west-1:123456789012:cluster/retail-stream-Cluster"}}
+    assert Renderer(template).render(template["Resources"]["ReconcileTaskDefinition"]["Properties"]["Family"]) == (
+        "retail-stream-reconcile")
+    assert role["PassReconcileRoles"]["Resource"] == [
+        "arn:aws:iam::123456789012:role/retail-stream-ReconcileTaskRole",
+        "arn:aws:iam::123456789012:role/retail-stream-ReconcileExecutionRole",
+    ]
+    assert role["PassReconcileRoles"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+
+
+def test_reconcile_reads_the_data_and_writes_only_its_reports(template):
+    role = role_statements(template, "ReconcileTaskRole")
+    bucket = "arn:aws:s3:::retail-raw-example"
+    assert (role["ReadRawZone"]["Action"], role["ReadRawZone"]["Resource"]) == (
+        "s3:GetObject", f"{bucket}/raw/transactions/*")
+    assert role["ListRawZone"]["Resource"] == bucket
+    assert role["ListRawZone"]["Condition"]["StringLike"]["s3:prefix"] == ["raw/transactions/*"]
+    assert (role["LookUpRows"]["Action"], role["LookUpRows"]["Resource"]) == (
+        "dynamodb:BatchGetItem", "arn:aws:dynamodb:eu-west-1:123456789012:table/retail-transactions")
+    # Its one write: the reports prefix, the one S3_REPORTS_PREFIX names.
+    writes = [s for s in role.values() if s["Action"] == "s3:PutObject"]
+    assert [s["Resource"] for s in writes] == [f"{bucket}/reports/reconciliation/*"]
+    assert Settings().s3_reports_prefix == "reports/reconciliation"
+
+
+def test_reconcile_reaches_the_warehouse_as_the_consumer_does_and_pushes_to_the_gateway(rendered):
+    consumer = container(rendered, "ConsumerTaskDefinition", "consumer")
+    reconcile = container(rendered, "ReconcileTaskDefinition", "reconcile")
+    assert reconcile["Image"] == consumer["Image"]
+    assert reconcile["Secrets"] == consumer["Secrets"]  # the same DSN secret
+    env, consumer_env = environment(reconcile), environment(consumer)
+    for name in ("WAREHOUSE_DIALECT", "WAREHOUSE_SCHEMA", "WAREHOUSE_TABLE", "S3_BUCKET", "S3_RAW_PREFIX",
+                 "DYNAMODB_TABLE"):
+        assert env[name] == consumer_env[name], name
+    assert env["S3_REPORTS_PREFIX"] == "reports/reconciliation"
+    # The Pushgateway's Cloud Map name in the stack's namespace, on the port its task serves.
+    namespace = rendered["OperationsNamespace"]["Properties"]["Name"]
+    service = rendered["PushgatewayDiscovery"]["Properties"]["Name"]
+    (port,) = container(rendered, "PushgatewayTaskDefinition", "pushgateway")["PortMappings"]
+    assert env["RECONCILE_PUSHGATEWAY_URL"] == f"http://{service}.{namespace}:{port['ContainerPort']}"
+    assert Settings.from_env({**env, "WAREHOUSE_DSN": "x"}).reconcile_pushgateway_url == (
+        "http://pushgateway.retail-stream.internal:9091")
+    # Its own role and log group, not the consumer's.
+    spec = rendered["ReconcileTaskDefinition"]["Properties"]
+    assert spec["TaskRoleArn"].endswith("role/retail-stream-ReconcileTaskRole")
+    assert reconcile["LogConfiguration"]["Options"]["awslogs-group"] == "/ecs/retail-stream/reconcile"
+
+
+def test_pushgateway_is_scraped_with_the_pushed_labels_and_reached_only_by_the_reconciliation(rendered):
+    collector = container(rendered, "PushgatewayTaskDefinition", "metrics-collector")
+    config = yaml.safe_load(environment(collector)["AOT_CONFIG_CONTENT"])
+    (scrape,) = config["receivers"]["prometheus"]["config"]["scrape_configs"]
+    assert scrape["honor_labels"] is True  # job="retail_reconcile" as pushed, which the alerts select
+    assert scrape["static_configs"] == [{"targets": ["127.0.0.1:9091"]}]
+    assert config["exporters"]["prometheusremotewrite"]["endpoint"] == (
+        "PrometheusWorkspace.PrometheusEndpointapi/v1/remote_write")
+    service = rendered["PushgatewayService"]["Properties"]
+    assert service["ServiceRegistries"] == [{"RegistryArn": "arn:aws:servicediscovery:eu-west-1:123456789012:"
+                                                            "service/srv-0123456789abcdef"}]
+    assert service["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"] == [
+        "retail-stream-PushgatewaySecurityGroup"]
+    assert "SecurityGroupIngress" not in rendered["PushgatewaySecurityGroup"]["Properties"]
+    ingress = [spec["Properties"] for spec in rendered.values() if spec["Type"] == "AWS::EC2::SecurityGroupIngress"
+               and spec["Properties"]["GroupId"] == "retail-stream-PushgatewaySecurityGroup"]
+    assert [(i["SourceSecurityGroupId"], i["FromPort"], i["ToPort"]) for i in ingress] == [
+        ("retail-stream-OperationsSecurityGroup", 9091, 9091)]
+    egress = rendered["OperationsSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    assert {(e["FromPort"], e.get("DestinationSecurityGroupId", e.get("CidrIp"))) for e in egress} == {
+        (443, "0.0.0.0/0"), (5439, "10.0.32.0/20"), (9091, "retail-stream-PushgatewaySecurityGroup")}
+
+
+def test_operations_task_holds_what_rebuild_and_redrive_call(template, rendered):
+    role = role_statements(template, "OperationsTaskRole")
+    bucket = "arn:aws:s3:::retail-raw-example"
+    assert role["ReadRawZone"]["Resource"] == f"{bucket}/raw/transactions/*"
+    assert (role["ReadAndMarkDeadLetters"]["Action"], role["ReadAndMarkDeadLetters"]["Resource"]) == (
+        ["s3:GetObject", "s3:PutObject"], f"{bucket}/dead-letter/transactions/*")
+    assert role["ListRawZoneAndDeadLetters"]["Condition"]["StringLike"]["s3:prefix"] == [
+        "raw/transactions/*", "dead-letter/transactions/*"]
+    table = "arn:aws:dynamodb:eu-west-1:123456789012:table/retail-transactions"
+    assert (role["RebuildRows"]["Action"], role["RebuildRows"]["Resource"]) == (
+        ["dynamodb:BatchWriteItem", "dynamodb:BatchGetItem"], table)
+    assert (role["RedriveIntoStream"]["Action"], role["RedriveIntoStream"]["Resource"]) == (
+        "kinesis:PutRecords", "arn:aws:kinesis:eu-west-1:123456789012:stream/retail-transactions")
+    # No write to the raw zone, and nothing the scheduled reconciliation holds alone (its reports).
+    writes = {r for s in role.values() if "s3:PutObject" in as_list(s["Action"]) for r in as_list(s["Resource"])}
+    assert writes == {f"{bucket}/dead-letter/transactions/*"}
+    operations = container(rendered, "OperationsTaskDefinition", "operations")
+    assert operations["Command"] == ["python", "-m", "rebuild", "--help"]  # without an override: harmless
+    assert operations["Image"] == container(rendered, "ConsumerTaskDefinition", "consumer")["Image"]
+    assert rendered["OperationsTaskDefinition"]["Properties"]["TaskRoleArn"].endswith(
+        "role/retail-stream-OperationsTaskRole")
