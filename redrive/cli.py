@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import structlog
 
-from producer.batching import pack
+from producer.batching import BatchBuilder, check_entry
 from producer.kinesis_writer import PUT_RECORDS_BACKOFF, KinesisWriter
 from redrive.letters import (Chosen, Mark, Refusal, Resend, counts_by_reason, editable, event_id_of,
                              is_letter_key, json_object, plan, sent_before, to_json)
@@ -101,10 +101,11 @@ def redrive(settings: Settings, clients: RedriveClients, letters: Sequence[Liste
             now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> list[Outcome]:
     """Send each letter again unless it is marked (and not `force`) or its
     record would be refused; mark each one sent. A forced re-drive without
-    `fix` sends what the last one sent (its mark keeps a fixed record). Blocks until Kinesis holds
-    every re-sent record; raises DeliveryError (producer.kinesis_writer) when
-    it will not take them: the letters of that call stay unmarked, and sending
-    them again is harmless (every sink keeps one row per event id)."""
+    `fix` sends what the last one sent (its mark keeps a fixed record).
+    Blocks until Kinesis holds every re-sent record; raises DeliveryError
+    (producer.kinesis_writer) when it will not take them: the letters of that
+    call stay unmarked, and sending them again is harmless (every sink keeps
+    one row per event id)."""
     outcomes: dict[str, Outcome] = {}
     resends: list[Resend] = []
     previous: dict[str, dict[str, Any]] = {}  # the marks a forced re-drive replaces
@@ -129,13 +130,9 @@ def redrive(settings: Settings, clients: RedriveClients, letters: Sequence[Liste
         who = by or clients.caller()
         backoff = dataclasses.replace(PUT_RECORDS_BACKOFF, attempts=settings.put_records_attempts)
         writer = KinesisWriter(clients.kinesis, settings.stream_name, backoff=backoff)
-        batches, _ = pack([r.entry for r in resends])  # plan() refused what no batch could hold
-        done = 0
-        for batch in batches:
-            result = writer.put_batch(batch)
-            in_batch = resends[done:done + len(batch)]
-            done += len(batch)
-            for resend, shard_id, sequence_number in zip(in_batch, result.shard_ids, result.sequence_numbers):
+        for batch in batches(resends):
+            result = writer.put_batch([resend.entry for resend in batch])
+            for resend, shard_id, sequence_number in zip(batch, result.shard_ids, result.sequence_numbers):
                 key = resend.letter.key
                 forced = key in previous
                 mark = Mark.of(resend, at=now(), by=who, stream=settings.stream_name, shard_id=shard_id,
@@ -147,6 +144,14 @@ def redrive(settings: Settings, clients: RedriveClients, letters: Sequence[Liste
                 outcomes[key] = Outcome(key, "sent", resend.event_id, shard_id=shard_id,
                                         sequence_number=sequence_number)
     return [outcomes[listed.letter.key] for listed in letters]
+
+
+def batches(resends: Sequence[Resend]) -> list[list[Resend]]:
+    """`resends` in order, in PutRecords calls' worth (500 records, 5 MiB). Pure."""
+    builder = BatchBuilder(check=lambda resend, limit: check_entry(resend.entry, limit))
+    found = [closed for closed in map(builder.add, resends) if closed]  # plan() refused what none could hold
+    last = builder.flush()
+    return found + [last] if last else found
 
 
 def send_status(outcomes: Sequence[Outcome]) -> int:

@@ -143,6 +143,11 @@ class Resend:
         return Entry(self.data, self.partition_key)
 
     @property
+    def size(self) -> int:
+        """Bytes it counts against a PutRecords call."""
+        return self.entry.size
+
+    @property
     def changed(self) -> bool:
         """Sent bytes other than the stored ones: a data fix, or an event id added."""
         return self.data != self.letter.data

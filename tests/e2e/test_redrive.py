@@ -38,7 +38,8 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.e2e
 
 CSV = Path(__file__).resolve().parents[2] / "data" / "TestSample.csv"
-VALID, QUANTITY, RAW, PLANTED = (valid_records(CSV, f"redrive-{n}.csv") for n in ("valid", "qty", "raw", "schema"))
+VALID, QUANTITY, RAW, PLANTED = (valid_records(CSV, f"redrive-{name}.csv")
+                                  for name in ("valid", "quantity", "raw", "schema"))
 NOT_JSON = b"536999;85123A;WHITE HANGING HEART T-LIGHT HOLDER;12;12/1/2010 8:26;2.55;17850;United Kingdom"
 OLD_SCHEMA_REASON = "an older schema refused it: Object contains unknown field `line`"
 
@@ -84,7 +85,8 @@ class Stores:
         return [r["Data"] for records in census.stream_records(self.settings).values() for r in records]
 
     def mark(self, key: str) -> dict:
-        return json.loads(self.s3.get_object(Bucket=self.settings.s3_bucket, Key=key + ".redriven.json")["Body"].read())
+        found = self.s3.get_object(Bucket=self.settings.s3_bucket, Key=key + ".redriven.json")
+        return json.loads(found["Body"].read())
 
     def snapshot(self) -> dict:
         return {"dynamodb": self.dynamodb(), "warehouse": self.warehouse(), "raw_zone": self.raw_zone(),
@@ -114,7 +116,8 @@ def pipeline(tmp_path_factory):
             entries = [{"Data": encode(r), "PartitionKey": r.partition_key} for r in VALID[:3]]
             entries += [{"Data": bad_quantity(), "PartitionKey": QUANTITY[0].partition_key},
                         {"Data": NOT_JSON, "PartitionKey": "raw-1"}]
-            assert kinesis.put_records(StreamName=p.settings.stream_name, Records=entries)["FailedRecordCount"] == 0
+            answer = kinesis.put_records(StreamName=p.settings.stream_name, Records=entries)
+            assert answer["FailedRecordCount"] == 0
             p.start_consumer()
             wait_until(p.drained, 300, "the consumer to checkpoint every shard's last record", every=1)
             p.stores = Stores(p.settings)
@@ -123,6 +126,15 @@ def pipeline(tmp_path_factory):
         finally:
             if p.consumer and p.consumer.poll() is None:
                 p.stop_consumer()
+
+
+def landed(settings, mark: dict) -> bytes:
+    """The bytes of the record at the stream position a mark names."""
+    kinesis = aws.client("kinesis", settings)
+    iterator = kinesis.get_shard_iterator(StreamName=settings.stream_name, ShardId=mark["shard_id"],
+                                          ShardIteratorType="AT_SEQUENCE_NUMBER",
+                                          StartingSequenceNumber=mark["sequence_number"])["ShardIterator"]
+    return kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"][0]["Data"]
 
 
 def keys_by_reason(pipeline) -> dict[str, str]:
@@ -225,12 +237,7 @@ def test_fixed_letters_are_redriven_once_into_every_sink(pipeline, tmp_path):
         assert dt.datetime.fromisoformat(mark["redriven_at"]) > dt.datetime.now(dt.timezone.utc) - dt.timedelta(
             minutes=10)
         sent = base64.b64decode(mark["sent_base64"]) if mark["sent_base64"] else encode(PLANTED[0])
-        kinesis = aws.client("kinesis", pipeline.settings)
-        record = kinesis.get_records(ShardIterator=kinesis.get_shard_iterator(
-            StreamName=pipeline.settings.stream_name, ShardId=mark["shard_id"],
-            ShardIteratorType="AT_SEQUENCE_NUMBER", StartingSequenceNumber=mark["sequence_number"])["ShardIterator"],
-            Limit=1)["Records"][0]
-        assert record["Data"] == sent and sent in stream
+        assert landed(pipeline.settings, mark) == sent and sent in stream
     assert stores.mark(keys["quantity"])["by"] == "ops@example.com"
     assert stores.mark(keys["older schema"])["by"].startswith("arn:aws:")
     assert stores.mark(keys["older schema"])["sent_base64"] is None  # the stored bytes, as they were

@@ -257,3 +257,12 @@ def test_refused_letters_make_a_send_exit_1():
     assert cli.tally([sent, refused, skipped]) == {"sent": 1, "would_send": 0, "skipped": 1, "refused": 1}
     assert refused.as_dict() == {"key": "b", "status": "refused", "event_id": "e", "reason": "why"}
     assert "1 sent, 1 skipped (re-driven already), 1 refused" in cli.send_summary([sent, refused, skipped], False)
+
+
+def test_resends_go_in_putrecords_calls_worth_in_order():
+    big = plan(letter(encode(GOOD)), as_bytes(fields(GOOD, description="x" * 255)))
+    assert isinstance(big, Resend)
+    resends = [big] * 1200
+    found = cli.batches(resends)
+    assert [len(b) for b in found] == [500, 500, 200] and [r for b in found for r in b] == resends
+    assert cli.batches([]) == []
