@@ -512,7 +512,7 @@ def test_reconcile_task_reads_the_stack_and_writes_only_its_reports(local_stack,
     pushgateway = f"http://pushgateway.{STACK}.internal:9091"
     assert env["RECONCILE_PUSHGATEWAY_URL"] == deployed["PushgatewayUrl"] == pushgateway
     assert reconcile["secrets"] == [{"name": "WAREHOUSE_DSN", "valueFrom": deployed["secret"]}]
-    assert reconcile["command"] == ["python", "-m", "reconcile"]
+    assert reconcile["command"] == ["python", "-m", "reconcile", "--hours", "1"]
     ids = physical_ids(local_stack)  # (moto keeps no taskRoleArn: the template test checks the role)
     policy = {s["Sid"]: s for s in role_policy(iam, ids["ReconcileTaskRole"], "reconcile")["Statement"]}
     table_arn = aws(local_stack, "dynamodb").describe_table(TableName=deployed["TableName"])["Table"]["TableArn"]

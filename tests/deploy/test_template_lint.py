@@ -947,8 +947,9 @@ def test_reconcile_runs_every_hour_and_closes_each_day(rendered):
         assert network["AssignPublicIp"] == "DISABLED"
         assert network["SecurityGroups"] == ["retail-stream-OperationsSecurityGroup"]
         assert network["Subnets"] == EXAMPLE_PARAMETERS["SubnetIds"]
-    assert "Input" not in hourly["Targets"][0]  # the task definition's own command: today so far
-    assert container(rendered, "ReconcileTaskDefinition", "reconcile")["Command"] == ["python", "-m", "reconcile"]
+    assert "Input" not in hourly["Targets"][0]  # the task definition's own command: the last whole hour
+    assert container(rendered, "ReconcileTaskDefinition", "reconcile")["Command"] == [
+        "python", "-m", "reconcile", "--hours", "1"]
     (override,) = json.loads(daily["Targets"][0]["Input"])["containerOverrides"]
     assert override == {"name": "reconcile", "command": ["python", "-m", "reconcile", "--days", "2"]}
 
