@@ -8,6 +8,7 @@ throwaway local stack (its own folder and free ports).
     processor  CPU per record (decode, validate, every sink's serialization), peak memory
     latency    put -> readable in DynamoDB, p50 / p99, against the flush age
     warehouse  seconds per load into tables of 100k, 1M and 10M rows (bench/warehouse.py)
+    cost       the vCPU and the monthly cost a shard that CPU per record implies (bench/cost.py)
 
 The naive baselines run on a few thousand rows (at their pace, 100,000 would
 take the better part of an hour); every figure is a rate, so the ratios
@@ -28,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import consumer, data, latency, processor, producer, warehouse
+from bench import consumer, cost, data, latency, processor, producer, warehouse
 from local_stack import census
 from local_stack.services import consumer_running
 from local_stack.ports import free_port
@@ -137,6 +138,10 @@ def run_benches(args, settings: Settings, env: dict, tmp: Path, state_dir: Path)
             consumer_share_of_dynamodb_endpoint=round(drained.throughput.per_second / ceiling.per_second, 2),
             copies_per_100k=round(drained.copies * 100_000 / drained.throughput.records, 1),
             s3_objects_per_100k=round(drained.s3_objects * 100_000 / drained.throughput.records, 1),
+            # The whole consumer's CPU in the drain, against the emulator (its HTTP, the local COPY dialect).
+            kcl_jvm_us_per_record=round(drained.jvm_cpu_seconds * 1e6 / drained.throughput.records, 1),
+            consumer_processes_us_per_record=round(
+                drained.processors_cpu_seconds * 1e6 / drained.throughput.records, 1),
         )
         say(f"latency: {args.latency_rate} records/s for {args.latency_seconds:.0f} s, put -> DynamoDB")
         template = data.valid_records(data.SAMPLE, "latency")[0]
@@ -160,6 +165,8 @@ def run_benches(args, settings: Settings, env: dict, tmp: Path, state_dir: Path)
     finally:
         logs.configure("WARNING", log_format=Settings.from_env().log_format, service="bench")
     figures["processor_us_per_record"] = figures["processor_us_per_record_redshift"]
+    # At the service's own settings, not the bench's shortened flush age.
+    figures.update(cost.per_shard_figures(figures["processor_us_per_record"], Settings()))
     for dialect in ("redshift", "postgres"):
         out = subprocess.run(  # nosec B603: our argv, no shell
             [sys.executable, "-m", "bench.processor", str(args.rows)], stdout=subprocess.PIPE, text=True, check=True,
@@ -193,10 +200,15 @@ ROWS = [
     ("", "consumer rate / that ceiling", "consumer_share_of_dynamodb_endpoint", ""),
     ("", "COPY statements per 100k records", "copies_per_100k", "a handful"),
     ("", "S3 objects per 100k records", "s3_objects_per_100k", ""),
+    ("", "KCL JVM CPU us/record, in the drain", "kcl_jvm_us_per_record", "model assumes 10"),
+    ("", "record processors' CPU us/record, in the drain", "consumer_processes_us_per_record", "boto3 + HTTP in"),
     ("processor", "CPU us/record (Redshift COPY)", "processor_us_per_record_redshift", "target <= 30"),
     ("", "CPU us/record (local COPY FROM STDIN)", "processor_us_per_record_postgres", ""),
     ("", "peak RSS MB, full buffer (Redshift)", "processor_peak_rss_mb_redshift", "target < 150"),
     ("", "peak RSS MB, full buffer (local)", "processor_peak_rss_mb_postgres", "target < 150"),
+    ("cost", "vCPU a shard at 1,000 records/s (model)", "consumer_vcpu_per_shard", "processor + KCL JVM"),
+    ("", "USD a shard a month, 100 shards (model)", "cost_per_shard_month_usd", "tasks, KCL tables, S3"),
+    ("", "the same, Firehose + Lambda (model)", "cost_per_shard_month_firehose_lambda_usd", ""),
     ("warehouse", "s per load, 100k-row table", ("warehouse_load_seconds_by_rows", "100000"), ""),
     ("", "s per load, 1M-row table", ("warehouse_load_seconds_by_rows", "1000000"), ""),
     ("", "s per load, 10M-row table", ("warehouse_load_seconds_by_rows", "10000000"), ""),

@@ -4,10 +4,12 @@ naive way, every record written on its own to each sink."""
 
 from __future__ import annotations
 
+import os
 import subprocess  # nosec B404: argv lists of programs we name, never a shell
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
@@ -28,6 +30,28 @@ class Drain:
     throughput: Throughput
     copies: int
     s3_objects: int
+    jvm_cpu_seconds: float  # the KCL daemon's, while draining
+    processors_cpu_seconds: float  # the record processors' (boto3 and HTTP to the emulator included)
+
+
+def tree_cpu_seconds(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) so far of `root`'s descendants, by kind:
+    "jvm" (java) and "processors" (the Python processes the JVM starts). Reads /proc."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                text = (entry / "stat").read_text()
+            except OSError:  # gone since the listing
+                continue
+            comm, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+            stats[int(entry.name)] = (comm, int(rest[1]), (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK"))
+    found = {"jvm": 0.0, "processors": 0.0}
+    for pid, (comm, parent, seconds) in stats.items():
+        if parent == root and comm == "java":
+            found["jvm"] += seconds
+            found["processors"] += sum(s for _, (c, p, s) in stats.items() if p == pid and c.startswith("python"))
+    return found
 
 
 def lease_table(settings: Settings) -> dict[str, dict]:
@@ -55,10 +79,12 @@ def drain(settings: Settings, consumer: subprocess.Popen, timeout: float = 900) 
             raise SystemExit(f"the consumer exited with {consumer.returncode}")
         leases = lease_table(settings)
         if leased_at is None and last.keys() <= {s for s, lease in leases.items() if lease["owner"]}:
-            leased_at = time.perf_counter()
+            leased_at, cpu_at = time.perf_counter(), tree_cpu_seconds(consumer.pid)
         if leased_at is not None and all(leases.get(s, {}).get("checkpoint") == seq for s, seq in last.items()):
             seconds = time.perf_counter() - leased_at
-            return Drain(Throughput(records, seconds), ledger_rows(settings), object_count(settings))
+            cpu = tree_cpu_seconds(consumer.pid)
+            return Drain(Throughput(records, seconds), ledger_rows(settings), object_count(settings),
+                         cpu["jvm"] - cpu_at["jvm"], cpu["processors"] - cpu_at["processors"])
         time.sleep(0.25)
     raise SystemExit(f"the consumer did not drain the stream in {timeout:.0f} s")
 

@@ -108,10 +108,11 @@ class Consumer:
     (consumer/daemon.py kcl_properties; the KCL's own defaults where it sets none)."""
 
     cpu_us_per_record: float  # the record processor's own (make bench: processor_us_per_record)
-    # The JVM's work per record: GetRecords' response parsed, each record written to the processor's
-    # pipe as a JSON line with its data in base64, the checkpoint answers read. Assumed: 10 us, a
-    # third to two thirds of the processor's own, for a few object allocations and a base64 per record
-    # (make bench measures kcl_jvm_us_per_record against the emulator: JSON there, not CBOR).
+    # The JVM's work per record, warm: GetRecords' response parsed (CBOR), each record written to the
+    # processor's pipe as a JSON line with its data in base64, the checkpoint answers read; a few
+    # allocations and a base64 of 300 bytes a record: assumed 10 us. make bench's kcl_jvm_us_per_record
+    # is an upper bound, far above: a short drain's JIT warm-up, idle polls and lease renewals, and the
+    # emulator's JSON, all divided by its records.
     jvm_us_per_record: float = 10.0
     task_fixed_vcpu: float = 0.05  # JVM idle (lease renewals, GC, JIT), the supervisor, the metrics sidecar
     cpu_target: float = 0.7  # busy at most 70%: a task catching up after a restart drains at 1.4x the rate
