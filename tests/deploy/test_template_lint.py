@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import botocore.session
@@ -1053,3 +1054,22 @@ def test_operations_task_holds_what_rebuild_and_redrive_call(template, rendered)
     assert operations["Image"] == container(rendered, "ConsumerTaskDefinition", "consumer")["Image"]
     assert rendered["OperationsTaskDefinition"]["Properties"]["TaskRoleArn"].endswith(
         "role/retail-stream-OperationsTaskRole")
+
+
+def test_every_module_a_task_runs_is_in_the_image(rendered):
+    """`python -m X` in a task definition needs X copied into the image (the build context and the
+    sources stage) and packaged by pyproject, or the task dies at its first line."""
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    context = (REPO / ".dockerignore").read_text().splitlines()
+    packaged = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    modules = {
+        definition["Command"][2].split(".")[0]
+        for spec in rendered.values() if spec["Type"] == "AWS::ECS::TaskDefinition"
+        for definition in spec["Properties"]["ContainerDefinitions"]
+        if definition.get("Command", [])[:2] == ["python", "-m"]
+    } | {"redrive"}  # the operations task runs it by a command override (deploy/README.md)
+    assert modules >= {"reconcile", "rebuild"}
+    for module in modules:
+        assert f"COPY {module} {module}" in dockerfile, module
+        assert f"!{module}/" in context, module
+        assert f"{module}*" in packaged["include"], module
