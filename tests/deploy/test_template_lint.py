@@ -112,6 +112,8 @@ ACCEPTED_FINDINGS = {
     ("PERMISSIONS_MANAGEMENT_ACTIONS", ("iam:passrole",)),
 }
 
+FANOUT = {"KclRetrievalMode": "fanout"}  # the consumer on enhanced fan-out
+
 
 def run(*command: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -434,11 +436,21 @@ def test_consumer_scales_on_stream_lag_up_to_one_task_per_shard(template):
     target = resources["ConsumerScalableTarget"]["Properties"]
     assert (target["MinCapacity"], target["MaxCapacity"]) == (1, {"Ref": "ShardCount"})
     alarms = resources_of_type(template, "AWS::CloudWatch::Alarm")
-    for alarm in alarms.values():
-        props = alarm["Properties"]
-        metric = (props["Namespace"], props["MetricName"])
-        assert metric == ("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds")
-        assert props["Dimensions"] == [{"Name": "StreamName", "Value": {"Ref": "Stream"}}]
+    stream = [{"Name": "StreamName", "Value": "retail-transactions"}]
+    # Polling: the stream's GetRecords age. Fan-out calls no GetRecords: its consumer's own lag.
+    for parameters, metric, dimensions in (
+        ({}, "GetRecords.IteratorAgeMilliseconds", stream),
+        (FANOUT, "SubscribeToShardEvent.MillisBehindLatest",
+         [*stream, {"Name": "ConsumerName", "Value": "retail-consumer"}]),
+        ({**FANOUT, "KclConsumerName": "retail-efo"}, "SubscribeToShardEvent.MillisBehindLatest",
+         [*stream, {"Name": "ConsumerName", "Value": "retail-efo"}]),
+    ):
+        for alarm in alarms.values():
+            props = Renderer(template, parameters).render(alarm["Properties"])
+            assert (props["Namespace"], props["MetricName"]) == ("AWS/Kinesis", metric)
+            assert props["Dimensions"] == dimensions
+        output = Renderer(template, parameters).render(template["Outputs"]["ConsumerLagMetric"]["Value"])
+        assert output.startswith(f"AWS/Kinesis {metric} StreamName=retail-transactions")
     actions = {alarm["Properties"]["AlarmActions"][0]["Ref"] for alarm in alarms.values()}
     assert actions == {"ConsumerScaleOutPolicy", "ConsumerScaleInPolicy"}
 
@@ -857,8 +869,6 @@ def test_api_url_output_is_the_front_door(template):
 
 
 # --- KCL settings, the reconciliation, one-off operations -------------------------------
-
-FANOUT = {"KclRetrievalMode": "fanout"}
 
 
 def rendered_policy(template: dict, name: str, parameters: dict | None = None) -> dict[str, dict]:
