@@ -1,15 +1,20 @@
 """Metrics as an operator sees them: a real Prometheus scraping a running
-producer and consumer (the real KCL daemon, started once for the module)."""
+producer and consumer (the real KCL daemon, started once for the module).
+
+The consumer starts AT_TIMESTAMP: records put in the stream before that
+time are there, and never read."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -23,6 +28,8 @@ pytestmark = pytest.mark.e2e
 
 CSV = Path(__file__).resolve().parents[2] / "data" / "TestSample.csv"
 PASSES = 4
+# Put before the consumer's start time; not transactions, so each would be dead-lettered if read.
+BEFORE_START = [{"Data": b'{"put": "before the start time"}', "PartitionKey": str(n)} for n in range(20)]
 
 
 def get(url: str) -> tuple[int, str]:
@@ -39,6 +46,7 @@ def get(url: str) -> tuple[int, str]:
 def observed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("observability")
     with running_stack(tmp / "stack") as stack:
+        start = put_before_the_start_time(stack.settings())
         consumer_port, producer_port = free_ports(2)
         stack.prometheus.write_targets({
             "consumer": [f"127.0.0.1:{consumer_port}"], "producer": [f"127.0.0.1:{producer_port}"],
@@ -48,6 +56,7 @@ def observed(tmp_path_factory):
             # A deliberately slow reader (50 records a poll, one poll a second per
             # shard) so the producer outpaces it and the lag must rise, then drain.
             "KCL_MAX_RECORDS": "50", "KCL_IDLE_TIME_BETWEEN_READS_MS": "1000",
+            "KCL_INITIAL_POSITION": "AT_TIMESTAMP", "KCL_INITIAL_TIMESTAMP": start,
         }
         log = (tmp / "consumer.log").open("w")
         consumer = subprocess.Popen([sys.executable, "-m", "consumer"], env={**env, "METRICS_PORT": str(consumer_port)},
@@ -77,6 +86,30 @@ def observed(tmp_path_factory):
         finally:
             consumer.send_signal(signal.SIGTERM)
             consumer.wait(60)
+
+
+def put_before_the_start_time(settings) -> str:
+    """Puts BEFORE_START in the stream, and returns a start time after them:
+    the next whole second but one (the KCL takes whole seconds)."""
+    from retail_stream import aws
+
+    kinesis = aws.client("kinesis", settings)
+    answer = kinesis.put_records(StreamName=settings.stream_name, Records=BEFORE_START)
+    assert answer["FailedRecordCount"] == 0
+    start = math.ceil(time.time()) + 1
+    time.sleep(start - time.time())  # the producer's first record must come after it
+    return datetime.fromtimestamp(start, timezone.utc).isoformat()
+
+
+def test_records_put_before_the_start_time_are_in_the_stream_but_never_read(observed):
+    settings = observed["stack"].settings()
+    in_stream = sum(len(records) for records in census.stream_records(settings).values())
+    assert in_stream == observed["produced"]["sent"] + len(BEFORE_START)
+    prometheus = observed["stack"].prometheus
+    sent = observed["produced"]["sent"]
+    wait_until(lambda: prometheus.value("sum(retail_consumer_records_received_total)") == sent, 240,
+               "Prometheus to see every produced record received, and no other", every=1)
+    assert census.take(settings).dead_lettered == 0
 
 
 def test_lag_is_reported_per_shard_and_rises_while_the_producer_outpaces_the_consumer(observed):
