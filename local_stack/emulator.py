@@ -21,9 +21,10 @@ def build_app():
     from hypercorn.middleware import AsyncioWSGIMiddleware
     from moto.server import DomainDispatcherApplication, create_backend_app
 
-    from local_stack import kinesis_fidelity, s3_fidelity
+    from local_stack import dynamodb_fidelity, kinesis_fidelity, s3_fidelity
 
     kinesis_fidelity.apply()
+    dynamodb_fidelity.apply()
     s3_fidelity.apply()
     return AsyncioWSGIMiddleware(
         never_empty(DomainDispatcherApplication(create_backend_app)), max_body_size=MAX_BODY_BYTES
