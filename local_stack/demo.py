@@ -87,7 +87,6 @@ def exact(amount: Decimal | str) -> str:
     return str(Decimal(amount).quantize(AMOUNT_STEP))
 
 
-@stops_clean
 def reconcile(env: dict[str, str]) -> dict:
     """`python -m reconcile` as an operator would run it, over the last two
     arrival days (the run may cross midnight UTC): its verdict, figures and report."""
@@ -102,6 +101,7 @@ def reconcile(env: dict[str, str]) -> dict:
             "report": report.get("report", "")}
 
 
+@stops_clean
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the pipeline end to end on the local stack.")
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
