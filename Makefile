@@ -62,8 +62,13 @@ bench: install system
 	$(PY) -m bench $(BENCH_ARGS)
 
 # The container test has its own target: it needs podman (see container-test).
+# Two pytest workers, a test file each at a time (a module's stack and KCL stay
+# in one process): the e2e and chaos modules mostly wait on the KCL's leases
+# and intervals, so two side by side take about half the time one by one.
+# TEST_WORKERS=0 runs everything in this one process.
+TEST_WORKERS ?= 2
 test: install system
-	$(PY) -m pytest -m "not container" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not container" $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -32,7 +32,9 @@ def test_split_and_merge_mid_stream(rig):
     kinesis = aws.client("kinesis", rig.settings)
     stream = rig.settings.stream_name
     worker = rig.worker("w1")
-    producer = rig.producer(source, passes, "--rate", "300")
+    # Slow enough at either length that the producer still writes after the merge, however long the
+    # KCL takes to drain a parent and start its children on a busy machine (30 s and more under xdist).
+    producer = rig.producer(source, passes, "--rate", str(scaled(100, 300)))
     parent = open_shards(kinesis, stream)[0]
     # Split mid-stream: once the worker has consumed (checkpointed) the parent's records of the replay.
     wait_until(lambda: consumed(rig, parent["ShardId"]), 60, "w1 to checkpoint records of the shard to split")
