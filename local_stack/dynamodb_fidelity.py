@@ -15,8 +15,9 @@ once. One lock serialises the DynamoDB backend's item reads and writes.
 
 from __future__ import annotations
 
-import functools
 import threading
+
+from local_stack.serialising import serialised
 
 _LOCK = threading.RLock()
 # DynamoDB backend calls that read or change a table's items (batch and
@@ -38,14 +39,5 @@ def apply() -> None:
     if missing:
         raise RuntimeError(f"moto's DynamoDBBackend has no {missing}: local_stack/dynamodb_fidelity.py needs a look")
     for name in _SERIALISED:
-        setattr(DynamoDBBackend, name, _serialised(getattr(DynamoDBBackend, name)))
+        setattr(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name), _LOCK))
     DynamoDBBackend._retail_stream_fidelity = True
-
-
-def _serialised(method):
-    @functools.wraps(method)
-    def locked(*args, **kwargs):
-        with _LOCK:
-            return method(*args, **kwargs)
-
-    return locked

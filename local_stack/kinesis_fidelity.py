@@ -34,6 +34,8 @@ import json
 import threading
 from collections import OrderedDict
 
+from local_stack.serialising import serialised
+
 _LOCK = threading.RLock()
 # Kinesis backend calls that read or change shards.
 _SERIALISED = (
@@ -50,7 +52,7 @@ def apply() -> None:
     if getattr(models.Stream, "_retail_stream_fidelity", False):
         return
     for name in _SERIALISED:
-        setattr(models.KinesisBackend, name, _serialised(getattr(models.KinesisBackend, name)))
+        setattr(models.KinesisBackend, name, serialised(getattr(models.KinesisBackend, name), _LOCK))
     models.Stream.split_shard = _keeping_records(models.Stream.split_shard)
     models.Stream.merge_shards = _keeping_records(models.Stream.merge_shards)
     models.Stream.get_shard_for_key = _to_open_shards(models.Stream.get_shard_for_key)
@@ -60,15 +62,6 @@ def apply() -> None:
     responses.KinesisResponse.get_records = _get_records_ending_closed_shards(responses)
     responses.KinesisResponse.put_records = _put_records_answered_as_json
     models.Stream._retail_stream_fidelity = True
-
-
-def _serialised(method):
-    @functools.wraps(method)
-    def locked(*args, **kwargs):
-        with _LOCK:
-            return method(*args, **kwargs)
-
-    return locked
 
 
 def _keeping_records(reshard):
