@@ -4,9 +4,14 @@ The whole processor runs, as the MultiLangDaemon drives it: amazon_kclpy's
 KCLProcess reads processRecords messages (JSON, base64 data) and answers
 checkpoints, our RecordProcessor decodes and validates each record, buffers
 it, and flushes batches through the real sinks, which serialize for
-DynamoDB (items), S3 (gzip NDJSON) and the warehouse (COPY text, the local
-dialect, the heavier one). Only the sinks' clients are fakes that record the
-calls, so what is measured is the processor's own work.
+DynamoDB (request bodies), S3 (gzip NDJSON) and the warehouse. Two ways:
+
+- own work (`processor_us_per_record`): the sinks' clients are fakes that
+  record the calls, so what is measured is the processor's own work;
+- all in (`processor_all_in_us_per_record`, `all_in=True`): the service's
+  real botocore clients, answered without a network (bench/transport.py),
+  and psycopg2 on the local PostgreSQL: what a task pays, but for the HTTP
+  exchange itself.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from typing import Iterable, Iterator
 
 
 import msgspec
-
+import psycopg2
 from prometheus_client import CollectorRegistry
+from psycopg2 import sql
+
+from bench import transport
 
 from consumer.metrics import ConsumerMetrics
 from consumer.pipeline import ShardPipeline
@@ -39,13 +47,15 @@ RECORDS_PER_MESSAGE = 1000  # what one GetRecords call hands the daemon, give or
 
 
 class RecordingDynamoDB:
+    """The DynamoDB sink's writer (an ItemWriter), recording the bodies' calls and items."""
+
     def __init__(self) -> None:
         self.calls = 0
         self.items = 0
 
-    def batch_write_item(self, RequestItems):
+    def send(self, body: bytes) -> dict:
         self.calls += 1
-        self.items += sum(len(requests) for requests in RequestItems.values())
+        self.items += body.count(b'{"PutRequest": ')  # the key is escaped inside any value
         return {}
 
 
@@ -116,15 +126,29 @@ class Recorders:
     warehouse: RecordingConnection
 
 
+def bench_settings(settings: Settings, dialect: str) -> Settings:
+    """`dialect` "redshift": the COPY is one statement (Redshift reads the
+    object); "postgres": the processor reads it back and makes COPY text."""
+    return dataclasses.replace(settings, warehouse_dialect=dialect,
+                               redshift_iam_role="arn:aws:iam::123456789012:role/bench")
+
+
 def recording_sinks(settings: Settings, dialect: str) -> tuple[list, Recorders]:
-    """The consumer's sinks, wired as the service wires them, over recording
-    clients. `dialect` "redshift": the COPY is one statement (Redshift reads
-    the object); "postgres": the processor reads it back and makes COPY text."""
+    """The consumer's sinks, wired as the service wires them, over recording clients."""
     recorders = Recorders(RecordingDynamoDB(), RecordingS3(), RecordingConnection())
-    settings = dataclasses.replace(settings, warehouse_dialect=dialect,
-                                   redshift_iam_role="arn:aws:iam::123456789012:role/bench")
     clients = Clients(s3=recorders.s3, dynamodb=recorders.dynamodb, connect_warehouse=lambda: recorders.warehouse)
-    return build_sinks(settings, clients).in_order(), recorders
+    return build_sinks(bench_settings(settings, dialect), clients).in_order(), recorders
+
+
+ALL_IN_SCHEMA = "bench_all_in"
+
+
+def all_in_sinks(settings: Settings, dialect: str) -> tuple[list, transport.AnsweringSession]:
+    """The consumer's sinks over the service's real clients (bench/transport.py),
+    the warehouse an empty schema of the local PostgreSQL at `settings.warehouse_dsn`."""
+    settings = transport.fresh_warehouse(bench_settings(settings, dialect), ALL_IN_SCHEMA)
+    session = transport.AnsweringSession()
+    return build_sinks(settings, transport.all_in_clients(settings, session)).in_order(), session
 
 
 class ScriptedDaemon:
@@ -190,13 +214,19 @@ class ProcessorRun:
 
 
 def run_processor(
-    payloads: Iterable[bytes], settings: Settings, dialect: str = "redshift", *, streamed: bool = False
+    payloads: Iterable[bytes], settings: Settings, dialect: str = "redshift", *, streamed: bool = False,
+    all_in: bool = False,
 ) -> ProcessorRun:
     """Drive the whole processor over `payloads` (one shard); blocking. The
     daemon's messages are made before the clock starts, or with `streamed`
     as they are read (for memory: one message at a time, as from the pipe;
-    the CPU time then includes making them)."""
-    sinks, recorders = recording_sinks(settings, dialect)
+    the CPU time then includes making them). `all_in`: over the service's
+    real clients (needs the local PostgreSQL), else over recording ones."""
+    if all_in:
+        transport.RedshiftOnPostgres.copies = 0
+        sinks, session = all_in_sinks(settings, dialect)
+    else:
+        sinks, recorders = recording_sinks(settings, dialect)
 
     def build(shard_id: str) -> ShardPipeline:
         # The service's metrics too, on a registry of the run's own.
@@ -209,8 +239,21 @@ def run_processor(
     cpu, wall = time.process_time(), time.perf_counter()
     process.run()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if all_in:
+        copies = transport.RedshiftOnPostgres.copies if dialect == "redshift" else ledger_rows(settings)
+        return ProcessorRun(session.dynamodb_items, cpu, wall, daemon.checkpoints, session.dynamodb_calls,
+                            session.s3_puts, copies)
     return ProcessorRun(recorders.dynamodb.items, cpu, wall, daemon.checkpoints, recorders.dynamodb.calls,
                         recorders.s3.puts, recorders.warehouse.copies)
+
+
+def ledger_rows(settings: Settings) -> int:
+    """The all-in schema's loads (one ledger row a COPY)."""
+    with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(ALL_IN_SCHEMA, "load_ledger")))
+        (rows,) = cur.fetchone()
+    conn.close()
+    return rows
 
 
 def peak_rss_mb() -> float:
@@ -227,9 +270,10 @@ def payloads_of(records) -> list[bytes]:
 
 
 def main() -> None:
-    """`python -m bench.processor ROWS`: one run in a fresh process, the
-    messages streamed as from the daemon's pipe; prints one JSON line with
-    the peak memory before and after the run."""
+    """`python -m bench.processor ROWS [--all-in]`: one run in a fresh
+    process, the messages streamed as from the daemon's pipe; prints one
+    JSON line with the peak memory before and after the run. `--all-in`:
+    over the service's real clients (needs the local stack's PostgreSQL)."""
     import sys
 
     from bench.data import SAMPLE, valid_records
@@ -246,8 +290,10 @@ def main() -> None:
             yield encode(msgspec.structs.replace(template, line=n + 1, event_id=event_id("rss", n + 1)))
 
     before = peak_rss_mb()
-    run = run_processor(payloads(), settings, settings.warehouse_dialect, streamed=True)
-    print(json.dumps({"records": run.records, "dialect": settings.warehouse_dialect, "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+    all_in = "--all-in" in sys.argv[2:]
+    run = run_processor(payloads(), settings, settings.warehouse_dialect, streamed=True, all_in=all_in)
+    print(json.dumps({"records": run.records, "dialect": settings.warehouse_dialect, "all_in": all_in,
+                      "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
                       "flush_max_records": settings.flush_max_records, "flush_max_bytes": settings.flush_max_bytes}))
 
 

@@ -18,8 +18,9 @@ from consumer.checkpoints import CHECKPOINT_BACKOFF
 from consumer.metrics import ConsumerMetrics, ShardMetrics
 from consumer.pipeline import SINK_BACKOFF, ShardPipeline
 from consumer.sinks import Sink
+from consumer.sinks.batch_write import BatchWriter
 from consumer.sinks.dead_letters import DeadLetterSink
-from consumer.sinks.dynamodb import DynamoDBSink
+from consumer.sinks.dynamodb import DynamoDBSink, ItemWriter
 from consumer.sinks.raw_zone import RawZoneSink
 from consumer.loader import EachObjectCopy, GroupLoader, LoaderMetrics, ManifestCopy
 from consumer.sinks.load_queue import LoadQueueSink
@@ -33,8 +34,9 @@ class WiringError(ValueError):
 
 @dataclass(frozen=True)
 class Clients:
-    """What the sinks talk to: boto3 clients (or anything with their methods)
-    and a function that opens a warehouse connection."""
+    """What the sinks talk to: boto3 clients (or anything with their methods;
+    for DynamoDB, anything with an ItemWriter's `send`) and a function that
+    opens a warehouse connection."""
 
     s3: Any
     dynamodb: Any
@@ -85,6 +87,13 @@ def object_copy(settings: Settings, clients: Clients, target: Target) -> Redshif
     return LocalCopy(target, clients.s3, target.columns)
 
 
+def item_writer(client, table: str) -> ItemWriter:
+    """The DynamoDB sink's writer: a boto3 client's BatchWriteItem with our
+    own request bodies (consumer.sinks.batch_write), or a recorder that
+    takes the bodies itself."""
+    return client if hasattr(client, "send") else BatchWriter(client, table)
+
+
 def build_sinks(settings: Settings, clients: Clients, *, rebuilding: bool = False) -> Sinks:
     """The sinks, from settings. `rebuilding` (python -m rebuild): the
     warehouse is loaded per object whatever the load mode, and an object the
@@ -103,7 +112,8 @@ def build_sinks(settings: Settings, clients: Clients, *, rebuilding: bool = Fals
                                   settings.s3_bucket, raw_zone.key_for, after=(raw_zone.name,),
                                   skip_loaded=not rebuilding)
     return Sinks(
-        dynamodb=DynamoDBSink(clients.dynamodb, settings.dynamodb_table, concurrency=settings.dynamodb_concurrency),
+        dynamodb=DynamoDBSink(item_writer(clients.dynamodb, settings.dynamodb_table), settings.dynamodb_table,
+                              concurrency=settings.dynamodb_concurrency),
         raw_zone=raw_zone,
         warehouse=warehouse,
         dead_letters=DeadLetterSink(clients.s3, settings.s3_bucket, settings.s3_dead_letter_prefix),

@@ -18,11 +18,13 @@ second, the very rate a shard can be written at.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
-from typing import Callable, Iterable, Iterator
+from json.encoder import encode_basestring_ascii as _quote
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -98,14 +100,74 @@ def _optional_int(value: str | None) -> int | None:
     return None if value is None else int(value)
 
 
+def put_request_json(record: Transaction) -> str:
+    """`{"PutRequest": {"Item": to_item(record)}}` as botocore's serializer
+    writes it (json.dumps: ", " and ": " between, non-ASCII as \\u escapes),
+    made without the dicts. Pure. The user's text goes through json's own
+    escaping function; the rest (hex ids, digits, ISO dates) needs none."""
+    when = record.invoice_date.isoformat()
+    invoice_no = _quote(record.invoice_no)
+    text = (
+        f'{{"PutRequest": {{"Item": {{"invoice_no": {{"S": {invoice_no}}}, '
+        f'"event_id": {{"S": "{record.event_id}"}}, "stock_code": {{"S": {_quote(record.stock_code)}}}, '
+        f'"quantity": {{"N": "{record.quantity}"}}, "invoice_date": {{"S": "{when}"}}, '
+        f'"unit_price": {{"N": "{record.unit_price:f}"}}, "source": {{"S": {_quote(record.source)}}}, '
+        f'"line": {{"N": "{record.line}"}}'
+    )
+    if record.description:
+        text += f', "description": {{"S": {_quote(record.description)}}}'
+    if record.country:
+        text += f', "country": {{"S": {_quote(record.country)}}}'
+    if record.customer_id is not None:
+        # invoice_no already quoted: the sort key is `<when>#<invoice_no>#<event_id>`.
+        text += (f', "customer_id": {{"N": "{record.customer_id}"}}, '
+                 f'"customer_sort": {{"S": "{when}#{invoice_no[1:-1]}#{record.event_id}"}}')
+    return text + "}}}"
+
+
+def _unique(records: Iterable[Transaction]) -> list[Transaction]:
+    """Each key once (DynamoDB refuses a call that names a key twice; the later row wins)."""
+    return list({(r.invoice_no, r.event_id): r for r in records}.values())
+
+
 def write_requests(records: Iterable[Transaction]) -> Iterator[list[dict]]:
-    """PutRequests in calls of at most 25, each key once in the whole batch
-    (DynamoDB refuses a call that names a key twice; the later row wins).
-    Pure; lazy: each call's items are made only when it is due, so a flush
-    never holds a whole batch's items at once."""
-    unique = list({(r.invoice_no, r.event_id): r for r in records}.values())
+    """PutRequests in calls of at most 25, each key once in the whole batch,
+    as botocore takes them (`RequestItems={table: call}`). Pure; lazy."""
+    unique = _unique(records)
     for start in range(0, len(unique), MAX_ITEMS_PER_CALL):
         yield [{"PutRequest": {"Item": to_item(r)}} for r in unique[start : start + MAX_ITEMS_PER_CALL]]
+
+
+class Call(NamedTuple):
+    """One BatchWriteItem: its request body and how many items it puts."""
+
+    items: int
+    body: bytes
+
+
+def write_calls(table: str, records: Iterable[Transaction]) -> Iterator[Call]:
+    """The BatchWriteItem calls of `write_requests(records)`, each body byte
+    for byte what botocore's serializer sends for them. Pure; lazy: each
+    call's body is made only when it is due, so a flush never holds a whole
+    batch's requests at once."""
+    unique = _unique(records)
+    head = f'{{"RequestItems": {{{_quote(table)}: ['
+    for start in range(0, len(unique), MAX_ITEMS_PER_CALL):
+        chunk = unique[start : start + MAX_ITEMS_PER_CALL]
+        yield Call(len(chunk), f"{head}{', '.join(map(put_request_json, chunk))}]}}}}".encode())
+
+
+def unprocessed_body(unprocessed: Mapping) -> bytes:
+    """The body that sends a call's UnprocessedItems again (botocore's
+    serializer: json.dumps of the request). Pure."""
+    return json.dumps({"RequestItems": unprocessed}).encode()
+
+
+class ItemWriter(Protocol):
+    """Sends one BatchWriteItem request body; answers the parsed response
+    (consumer.sinks.batch_write.BatchWriter over a botocore client)."""
+
+    def send(self, body: bytes) -> Mapping: ...
 
 
 class DynamoDBSink:
@@ -114,14 +176,14 @@ class DynamoDBSink:
 
     def __init__(
         self,
-        client,
+        writer: ItemWriter,
         table: str,
         *,
         concurrency: int,
         backoff: Backoff = UNPROCESSED_BACKOFF,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._client = client
+        self._writer = writer
         self._table = table
         self._backoff = backoff
         self._sleep = sleep
@@ -134,7 +196,7 @@ class DynamoDBSink:
         ended (so a retry never overlaps them)."""
         in_flight: deque[Future] = deque()
         written, failure = 0, None
-        for call in write_requests(batch.records):  # made one call ahead of the pool, never all at once
+        for call in write_calls(self._table, batch.records):  # made one call ahead of the pool, never all at once
             if len(in_flight) >= self._concurrency:
                 written, failure = self._settle(in_flight.popleft(), written, failure)
             if failure is None:
@@ -152,21 +214,23 @@ class DynamoDBSink:
         except SinkError as exc:
             return written, failure or exc
 
-    def _write_call(self, requests: list[dict]) -> int:
-        pending = {self._table: requests}
-        tries = 0
+    def _write_call(self, call: Call) -> int:
+        """Send one call, then its unprocessed items again until none are
+        left; returns how many items the call put."""
+        body, tries = call.body, 0
         while True:
             try:
-                response = self._client.batch_write_item(RequestItems=pending)
+                response = self._writer.send(body)
             except (ClientError, BotoCoreError) as exc:
                 raise SinkError.caused_by(self.name, self._table, exc) from exc
             tries += 1
             pending = response.get("UnprocessedItems") or {}
             if not pending:
-                return len(requests)
+                return call.items
             if not self._backoff.allows(tries):
                 left = sum(len(v) for v in pending.values())
                 raise SinkError(self.name, f"{left} items still unprocessed after {tries} attempts",
                                 "UnprocessedItems", resource=self._table)
             # Unprocessed items mean throttling: back off before resending them.
             self._sleep(self._backoff.delay(tries))
+            body = unprocessed_body(pending)

@@ -129,8 +129,8 @@ def test_the_largest_record_the_schema_admits_fits_every_sink():
 
 
 class SlowDynamoDB:
-    """batch_write_item that takes a while, counting the calls in flight;
-    the call numbered `fail_at` is refused."""
+    """A BatchWriteItem writer that takes a while, counting the calls in
+    flight; the call numbered `fail_at` is refused."""
 
     def __init__(self, fail_at: int | None = None) -> None:
         self.lock = threading.Lock()
@@ -138,7 +138,7 @@ class SlowDynamoDB:
         self.items = 0
         self.fail_at = fail_at
 
-    def batch_write_item(self, RequestItems):
+    def send(self, body):
         with self.lock:
             self.started += 1
             number = self.started
@@ -150,7 +150,7 @@ class SlowDynamoDB:
             self.ended += 1
             if number == self.fail_at:
                 raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, "BatchWriteItem")
-            self.items += sum(len(v) for v in RequestItems.values())
+            self.items += sum(len(v) for v in json.loads(body)["RequestItems"].values())
         return {}
 
 
@@ -177,7 +177,7 @@ class Refusing:
         self.error = error
 
     def __getattr__(self, name):
-        def call(**kwargs):
+        def call(*args, **kwargs):
             raise self.error
         return call
 
