@@ -69,15 +69,25 @@ def to_stream_record(record) -> StreamRecord:
 # amazon_kclpy parses each message with the json module and makes a Record
 # object per record, whose data is base64-decoded on access: about half the
 # processor's per-record cost. msgspec decodes the message typed, base64
-# included, in one pass; every other message still goes the library's way.
+# included, in one pass, and makes the StreamRecords from it in C too
+# (msgspec.convert): a StreamRecord's own __init__, run per record, cost more
+# than the decoding. Every other message still goes the library's way.
 
 
-class _WireRecord(msgspec.Struct, rename="camel"):
+class _WireRecord(msgspec.Struct, gc=False, rename={
+    "sequence_number": "sequenceNumber",
+    "sub_sequence_number": "subSequenceNumber",
+    "partition_key": "partitionKey",
+    "arrival_ms": "approximateArrivalTimestamp",
+}):
+    """A record as the daemon writes it, under StreamRecord's field names, so
+    that msgspec.convert can read one off the other."""
+
     data: bytes  # base64 in the message
-    partition_key: str
     sequence_number: str
-    approximate_arrival_timestamp: float  # millis; amazon_kclpy too takes int() of it
-    sub_sequence_number: int | None = None
+    sub_sequence_number: int
+    partition_key: str
+    arrival_ms: int  # the KCL 3 daemon writes whole millis
 
 
 class _ProcessRecords(msgspec.Struct, tag_field="action", tag="processRecords", rename="camel"):
@@ -88,11 +98,36 @@ class _ProcessRecords(msgspec.Struct, tag_field="action", tag="processRecords", 
 _process_records = msgspec.json.Decoder(_ProcessRecords)
 
 
+# A shape _WireRecord does not take (no or a null sub-sequence number, an
+# arrival time written as a float): still decoded in C, then copied in Python.
+class _LooseWireRecord(msgspec.Struct, rename="camel"):
+    data: bytes
+    partition_key: str
+    sequence_number: str
+    approximate_arrival_timestamp: float  # millis; amazon_kclpy too takes int() of it
+    sub_sequence_number: int | None = None
+
+
+class _LooseProcessRecords(msgspec.Struct, tag_field="action", tag="processRecords", rename="camel"):
+    records: list[_LooseWireRecord]
+    millis_behind_latest: int | None = None
+
+
+_loose_process_records = msgspec.json.Decoder(_LooseProcessRecords)
+
+
 def load_action(line: str, library_load: Callable):
     """The message on `line` as amazon_kclpy's message object; a
     processRecords one carries StreamRecords, however it was decoded."""
     try:
         message = _process_records.decode(line)
+    except msgspec.ValidationError:
+        pass
+    else:
+        records = msgspec.convert(message.records, list[StreamRecord], from_attributes=True)
+        return _process_records_input(records, message.millis_behind_latest)
+    try:
+        loose = _loose_process_records.decode(line)
     except msgspec.ValidationError:  # another action (or a shape we do not know): the library's way
         action = library_load(line)
         if isinstance(action, messages.ProcessRecordsInput):
@@ -101,9 +136,9 @@ def load_action(line: str, library_load: Callable):
     records = [
         StreamRecord(r.data, r.sequence_number, r.sub_sequence_number or 0, r.partition_key,
                      int(r.approximate_arrival_timestamp))
-        for r in message.records
+        for r in loose.records
     ]
-    return _process_records_input(records, message.millis_behind_latest)
+    return _process_records_input(records, loose.millis_behind_latest)
 
 
 def _process_records_input(records: list[StreamRecord], millis_behind_latest: int | None):
