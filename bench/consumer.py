@@ -15,7 +15,8 @@ import psycopg2
 from psycopg2 import sql
 
 from bench.producer import Throughput
-from consumer.sinks.dynamodb import to_item, write_requests
+from consumer.sinks.batch_write import BatchWriter
+from consumer.sinks.dynamodb import to_item, write_calls
 from local_stack import census
 from retail_stream import aws
 from retail_stream.schema import decode, encode
@@ -143,11 +144,12 @@ def naive_consume(settings: Settings, stream: str, limit: int) -> Throughput:
 
 def dynamodb_ceiling(settings: Settings, records: list, concurrency: int = 16) -> Throughput:
     """What the DynamoDB endpoint itself takes: the consumer's own items,
-    BatchWriteItem calls `concurrency` at a time, nothing else. The drain
-    cannot beat this on the same endpoint; on the emulator it is what bounds it."""
-    client = aws.client("dynamodb", settings, validate=False)
-    calls = list(write_requests(records))
+    sent the consumer's way (its request bodies, through consumer.sinks.batch_write
+    over the service's client), `concurrency` calls at a time, nothing else.
+    The drain cannot beat this on the same endpoint; on the emulator it is what bounds it."""
+    writer = BatchWriter(aws.client("dynamodb", settings, validate=False), settings.dynamodb_table)
+    calls = list(write_calls(settings.dynamodb_table, records))
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(lambda call: client.batch_write_item(RequestItems={settings.dynamodb_table: call}), calls))
-    return Throughput(sum(len(c) for c in calls), time.perf_counter() - started)
+        list(pool.map(lambda call: writer.send(call.body), calls))
+    return Throughput(sum(call.items for call in calls), time.perf_counter() - started)

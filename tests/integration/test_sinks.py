@@ -253,3 +253,18 @@ def test_a_hostile_literal_stays_a_literal(settings):
     conn.close()
     assert "FROM 's3://b/k''; DROP TABLE x; --'" in text
     assert len(sqlglot.parse(text, read="redshift")) == 1
+
+
+def test_items_with_foreign_text_are_stored_exactly_as_sent(settings):
+    # The sink's request bodies are made by us, not by botocore's serializer
+    # (consumer.sinks.batch_write): what a real server reads back must be the rows.
+    from consumer.sinks.dynamodb import from_item
+    from tests.unit.test_batch_write import ODD_RECORDS
+
+    invoice = unique_invoice()
+    rows = {r.event_id: msgspec.structs.replace(r, invoice_no=invoice) for r in ODD_RECORDS}  # the later row wins
+    assert sinks(settings).dynamodb.write(make_batch(list(rows.values()))) == len(rows)
+    items = aws.client("dynamodb", settings).query(
+        TableName=settings.dynamodb_table, KeyConditionExpression="invoice_no = :i",
+        ExpressionAttributeValues={":i": {"S": invoice}})["Items"]
+    assert {item["event_id"]["S"]: from_item(item) for item in items} == rows
