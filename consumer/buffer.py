@@ -40,8 +40,10 @@ class ShardBuffer:
     def __len__(self) -> int:
         return len(self._records) + len(self._dead)
 
-    def add(self, record: StreamRecord, parsed: Transaction | DeadLetter, now: float) -> None:
-        """Keep one record, as `parsed` from it, received at `now`."""
+    def add(self, record: StreamRecord, parsed: Transaction | DeadLetter, now: float) -> bool:
+        """Keep one record, as `parsed` from it, received at `now`; True when a
+        flush is due now, as `flush_due(now)` would say (called per record,
+        so the caller needs no second call)."""
         if isinstance(parsed, DeadLetter):
             self._dead.append(parsed)
         else:
@@ -51,6 +53,12 @@ class ShardBuffer:
             self._started_at = now
         self._last = record
         self._bytes += len(record.data)
+        policy = self.policy
+        return (
+            len(self._records) + len(self._dead) >= policy.max_records
+            or self._bytes >= policy.max_bytes
+            or now - self._started_at >= policy.max_age_seconds
+        )
 
     def flush_due(self, now: float) -> bool:
         """True when the buffer holds records and one of the policy's limits is hit."""

@@ -85,9 +85,9 @@ class ShardPipeline:
         if millis_behind_latest is not None:
             self.metrics.lag(millis_behind_latest)
         now = self._clock()
+        add = self.buffer.add  # per record: one call, which says too whether a flush is due
         for record in records:
-            self.buffer.add(record, parse(record), now)
-            if self.buffer.flush_due(now):
+            if add(record, parse(record), now):
                 self.flush(checkpointer)
                 if self.lease_lost:
                     return  # another worker owns the shard: no more of this call reaches a sink

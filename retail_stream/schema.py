@@ -135,6 +135,12 @@ def decode(data: bytes) -> Transaction:
         raise InvalidRecord(str(exc)) from None
 
 
+# `decode` without the wrapper, for a caller that decodes every record it
+# consumes (consumer.parse): raises msgspec.DecodeError, whose str() is
+# decode's reason.
+decode_wire = _decoder.decode
+
+
 def event_id(source: str, line: int) -> str:
     """Stable id of a source row: the same file and line give the same id."""
     return hashlib.blake2b(f"{source}\n{line}".encode(), digest_size=16).hexdigest()
