@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import re
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Iterable
 
 import msgspec
 
@@ -125,6 +125,11 @@ _decoder = msgspec.json.Decoder(Transaction)
 def encode(record: Transaction) -> bytes:
     """Wire form: compact JSON, UnitPrice as an exact JSON number."""
     return _encoder.encode(record)
+
+
+def encode_lines(records: Iterable[Transaction]) -> bytes:
+    """Each record's wire form followed by a newline (NDJSON), in one pass in C."""
+    return _encoder.encode_lines(records)
 
 
 def decode(data: bytes) -> Transaction:

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from consumer.batch import Batch, Position
 from consumer.sinks import SinkError
-from retail_stream.schema import InvalidRecord, Transaction, decode, encode
+from retail_stream.schema import InvalidRecord, Transaction, decode, encode_lines
 
 _OBJECT_NAME = re.compile(
     r"^(?P<prefix>.+)/dt=(?P<day>\d{4}-\d{2}-\d{2})/shard=(?P<shard>[^/]+)/"
@@ -63,8 +63,7 @@ def _position(label: str) -> Position:
 def to_ndjson_gz(records: tuple[Transaction, ...], level: int) -> bytes:
     """Newline-delimited JSON, gzip'd at `level` with a fixed header time so
     equal batches give equal bytes. Pure."""
-    body = b"".join(encode(r) + b"\n" for r in records)
-    return gzip.compress(body, compresslevel=level, mtime=0)
+    return gzip.compress(encode_lines(records), compresslevel=level, mtime=0)
 
 
 def from_ndjson_gz(body: bytes) -> list[Transaction]:

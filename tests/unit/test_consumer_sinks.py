@@ -240,3 +240,10 @@ def test_a_warehouse_connection_error_says_whether_a_retry_can_help(error, is_pe
         sink.write(batch([transaction(1)]))
     assert info.value.permanent is is_permanent
     assert (info.value.sink, info.value.resource) == ("warehouse", "retail.transactions")
+
+
+def test_a_raw_zone_object_is_each_records_wire_form_on_a_line():
+    from retail_stream.schema import encode
+
+    records = [transaction(i) for i in range(1, 40)]
+    assert gzip.decompress(to_ndjson_gz(tuple(records), 1)) == b"".join(encode(r) + b"\n" for r in records)
