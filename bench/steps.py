@@ -73,13 +73,18 @@ def breakdown(payloads: list[bytes], settings: Settings, dialect: str = "redshif
         "kcl_message": best_cpu(each(lambda line: load_action(line, _not_other_messages), lines)),
         "decode_validate": best_cpu(each(parse, stream_records)),
         "dynamodb_bodies": best_cpu(each(lambda b: list(write_calls(settings.dynamodb_table, b.records)), batches)),
-        "dynamodb_calls": best_cpu(each(writer.send, bodies), runs=1),
         "raw_zone_gzip": best_cpu(each(lambda b: to_ndjson_gz(b.records, settings.raw_zone_gzip_level), batches)),
+        # Once: a second load of a batch finds it in the ledger and skips the COPY.
+        "warehouse": best_cpu(each(sinks.warehouse.write, batches), runs=1),
     }
-    seconds["dynamodb_signing"] = signer.seconds
-    seconds["dynamodb_calls"] -= signer.seconds  # the rest of a call: botocore's retry handler, parsing
-    seconds["raw_zone_put"] = max(0.0, best_cpu(each(sinks.raw_zone.write, batches), runs=1) - seconds["raw_zone_gzip"])
-    seconds["warehouse"] = best_cpu(each(sinks.warehouse.write, batches), runs=1)
+    # A call's signing and the rest of it, from the run with the least CPU in all.
+    calls = []
+    for _ in range(RUNS):
+        signer.seconds = 0.0
+        calls.append((best_cpu(each(writer.send, bodies), runs=1), signer.seconds))
+    total, signing = min(calls)
+    seconds["dynamodb_signing"], seconds["dynamodb_calls"] = signing, total - signing
+    seconds["raw_zone_put"] = max(0.0, best_cpu(each(sinks.raw_zone.write, batches)) - seconds["raw_zone_gzip"])
     return {step: round(seconds[step] * 1e6 / count, 2) for step in STEPS if step in seconds}
 
 
