@@ -53,21 +53,18 @@ class ShardBuffer:
             self._started_at = now
         self._last = record
         self._bytes += len(record.data)
+        return self._limit_hit(now)
+
+    def flush_due(self, now: float) -> bool:
+        """True when the buffer holds records and one of the policy's limits is hit."""
+        return self._first is not None and self._limit_hit(now)
+
+    def _limit_hit(self, now: float) -> bool:
         policy = self.policy
         return (
             len(self._records) + len(self._dead) >= policy.max_records
             or self._bytes >= policy.max_bytes
             or now - self._started_at >= policy.max_age_seconds
-        )
-
-    def flush_due(self, now: float) -> bool:
-        """True when the buffer holds records and one of the policy's limits is hit."""
-        if self._first is None:
-            return False
-        return (
-            len(self) >= self.policy.max_records
-            or self._bytes >= self.policy.max_bytes
-            or now - self._started_at >= self.policy.max_age_seconds
         )
 
     def take(self) -> Batch | None:
