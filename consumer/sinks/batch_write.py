@@ -30,6 +30,7 @@ compares the whole signed request with the one botocore sends.
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -41,6 +42,15 @@ from botocore.exceptions import BotoCoreError
 from botocore.hooks import first_non_none_response
 
 OPERATION = "BatchWriteItem"
+
+
+def invocation_id() -> str:
+    """A call's amz-sdk-invocation-id: a random UUID4, as botocore's, but
+    not from os.urandom. That system call lets go of the GIL, and the call's
+    thread then queues for it behind the others: a hand-over between threads
+    per call, which cost more CPU than the id (the id traces a call's
+    retries; it needs no cryptographic randomness)."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 class UnreadableAnswer(BotoCoreError):
@@ -97,7 +107,7 @@ class BatchWriter:
         botocore's retries. Raises botocore's ClientError or BotoCoreError."""
         made = self._parts()
         events = self._client.meta.events
-        retries = {"attempt": 1, "invocation-id": str(uuid.uuid4())}
+        retries = {"attempt": 1, "invocation-id": invocation_id()}
         if made.max_attempts:
             retries["max"] = made.max_attempts
         context = {**made.context, "retries": retries}

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Protocol
@@ -145,16 +145,23 @@ class Call(NamedTuple):
     body: bytes
 
 
-def write_calls(table: str, records: Iterable[Transaction]) -> Iterator[Call]:
-    """The BatchWriteItem calls of `write_requests(records)`, each body byte
-    for byte what botocore's serializer sends for them. Pure; lazy: each
-    call's body is made only when it is due, so a flush never holds a whole
-    batch's requests at once."""
+def call_rows(records: Iterable[Transaction]) -> list[list[Transaction]]:
+    """The rows of each BatchWriteItem call: at most 25, each key once in the
+    whole batch. Pure."""
     unique = _unique(records)
-    head = f'{{"RequestItems": {{{_quote(table)}: ['
-    for start in range(0, len(unique), MAX_ITEMS_PER_CALL):
-        chunk = unique[start : start + MAX_ITEMS_PER_CALL]
-        yield Call(len(chunk), f"{head}{', '.join(map(put_request_json, chunk))}]}}}}".encode())
+    return [unique[start : start + MAX_ITEMS_PER_CALL] for start in range(0, len(unique), MAX_ITEMS_PER_CALL)]
+
+
+def call_of(table: str, rows: list[Transaction]) -> Call:
+    """One call's body, byte for byte what botocore's serializer sends for
+    `{"RequestItems": {table: [PutRequest of each row]}}`. Pure."""
+    return Call(len(rows), f'{{"RequestItems": {{{_quote(table)}: [{", ".join(map(put_request_json, rows))}]}}}}'.encode())
+
+
+def write_calls(table: str, records: Iterable[Transaction]) -> Iterator[Call]:
+    """The BatchWriteItem calls of `write_requests(records)`. Pure; lazy:
+    each call's body is made only when it is due."""
+    return (call_of(table, rows) for rows in call_rows(records))
 
 
 def unprocessed_body(unprocessed: Mapping) -> bytes:
@@ -193,26 +200,34 @@ class DynamoDBSink:
     def write(self, batch: Batch) -> int:
         """Put every item, `concurrency` calls in flight; blocks until all are
         written, or raises the first SinkError once the calls in flight have
-        ended (so a retry never overlaps them)."""
-        in_flight: deque[Future] = deque()
-        written, failure = 0, None
-        for call in write_calls(self._table, batch.records):  # made one call ahead of the pool, never all at once
-            if len(in_flight) >= self._concurrency:
-                written, failure = self._settle(in_flight.popleft(), written, failure)
-            if failure is None:
-                in_flight.append(self._pool.submit(self._write_call, call))
-        while in_flight:
-            written, failure = self._settle(in_flight.popleft(), written, failure)
-        if failure is not None:
-            raise failure
-        return written
+        ended (so a retry never overlaps them).
 
-    @staticmethod
-    def _settle(future: Future, written: int, failure: SinkError | None) -> tuple[int, SinkError | None]:
-        try:
-            return written + future.result(), failure
-        except SinkError as exc:
-            return written, failure or exc
+        Each of `concurrency` workers takes the next call's rows when it is
+        free, makes the body and sends it: one task a worker, not one a call,
+        as a hand-over between threads costs more CPU than a call's signing.
+        At most `concurrency` bodies exist at once."""
+        rows = iter(call_rows(batch.records))
+        taking = threading.Lock()
+        failures: list[SinkError] = []
+
+        def work() -> int:
+            written = 0
+            while not failures:  # after the first failure no call starts
+                with taking:
+                    call = next(rows, None)
+                if call is None:
+                    break
+                try:
+                    written += self._write_call(call_of(self._table, call))
+                except SinkError as exc:
+                    failures.append(exc)
+            return written
+
+        workers = [self._pool.submit(work) for _ in range(self._concurrency)]
+        written = sum(worker.result() for worker in workers)
+        if failures:
+            raise failures[0]
+        return written
 
     def _write_call(self, call: Call) -> int:
         """Send one call, then its unprocessed items again until none are

@@ -15,7 +15,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from consumer.sinks.batch_write import BatchWriter
+from consumer.sinks import batch_write
+from consumer.sinks.batch_write import BatchWriter, invocation_id
 from consumer.sinks.dynamodb import DynamoDBSink, unprocessed_body, write_calls, write_requests
 from consumer.batch import Batch, Position
 from producer.csv_source import valid_records
@@ -101,7 +102,8 @@ def frozen(monkeypatch):
     import botocore.auth
 
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: dt.datetime(2026, 12, 7, 1, 2, 3))
-    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=7))
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID(int=7))  # botocore's
+    monkeypatch.setattr(batch_write, "invocation_id", lambda: str(uuid.UUID(int=7)))  # ours
 
 
 def test_each_body_is_botocores_serialization_of_the_same_items_byte_for_byte():
@@ -181,3 +183,9 @@ def test_unprocessed_items_go_again_as_botocore_would_send_them():
     operation = made.meta.service_model.operation_model("BatchWriteItem")
     assert session.requests[1].body == made._serializer.serialize_to_request(
         {"RequestItems": left}, operation)["body"] == unprocessed_body(left)
+
+
+def test_an_invocation_id_is_a_random_uuid4():
+    ids = {invocation_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(uuid.UUID(i).version == 4 and str(uuid.UUID(i)) == i for i in ids)
