@@ -33,6 +33,15 @@ class Drain:
     s3_objects: int
     jvm_cpu_seconds: float  # the KCL daemon's, while draining
     processors_cpu_seconds: float  # the record processors' (boto3 and HTTP to the emulator included)
+    emulator_cpu_seconds: float  # the emulator's, while draining (every service it plays)
+
+
+def process_cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system) `pid` has used so far (its threads' too); 0 without one. Reads /proc."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(root: int) -> dict[str, float]:
@@ -66,7 +75,8 @@ def lease_table(settings: Settings) -> dict[str, dict]:
                                  "checkpoint": i.get("checkpoint", {}).get("S")} for i in items}
 
 
-def drain(settings: Settings, consumer: subprocess.Popen, timeout: float = 900) -> Drain:
+def drain(settings: Settings, consumer: subprocess.Popen, emulator_pid: int | None = None,
+          timeout: float = 900) -> Drain:
     """Wait for the running consumer to checkpoint every shard's last record.
     The clock starts once it holds every lease (the daemon's start-up and
     lease taking are not throughput), and stops at the last checkpoint."""
@@ -81,11 +91,13 @@ def drain(settings: Settings, consumer: subprocess.Popen, timeout: float = 900) 
         leases = lease_table(settings)
         if leased_at is None and last.keys() <= {s for s, lease in leases.items() if lease["owner"]}:
             leased_at, cpu_at = time.perf_counter(), tree_cpu_seconds(consumer.pid)
+            emulator_at = process_cpu_seconds(emulator_pid)
         if leased_at is not None and all(leases.get(s, {}).get("checkpoint") == seq for s, seq in last.items()):
             seconds = time.perf_counter() - leased_at
             cpu = tree_cpu_seconds(consumer.pid)
             return Drain(Throughput(records, seconds), ledger_rows(settings), object_count(settings),
-                         cpu["jvm"] - cpu_at["jvm"], cpu["processors"] - cpu_at["processors"])
+                         cpu["jvm"] - cpu_at["jvm"], cpu["processors"] - cpu_at["processors"],
+                         process_cpu_seconds(emulator_pid) - emulator_at)
         time.sleep(0.25)
     raise SystemExit(f"the consumer did not drain the stream in {timeout:.0f} s")
 
@@ -142,14 +154,24 @@ def naive_consume(settings: Settings, stream: str, limit: int) -> Throughput:
     return Throughput(done, seconds)
 
 
-def dynamodb_ceiling(settings: Settings, records: list, concurrency: int = 16) -> Throughput:
+@dataclass(frozen=True)
+class Ceiling:
+    throughput: Throughput
+    emulator_cpu_seconds: float
+
+
+def dynamodb_ceiling(settings: Settings, records: list, concurrency: int = 16,
+                     emulator_pid: int | None = None) -> Ceiling:
     """What the DynamoDB endpoint itself takes: the consumer's own items,
     sent the consumer's way (its request bodies, through consumer.sinks.batch_write
     over the service's client), `concurrency` calls at a time, nothing else.
-    The drain cannot beat this on the same endpoint; on the emulator it is what bounds it."""
+    The drain cannot beat this on the same endpoint; on the emulator it is
+    what bounds it. With the emulator's CPU meanwhile: its cost an item."""
     writer = BatchWriter(aws.client("dynamodb", settings, validate=False), settings.dynamodb_table)
     calls = list(write_calls(settings.dynamodb_table, records))
+    emulator_at = process_cpu_seconds(emulator_pid)
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(lambda call: writer.send(call.body), calls))
-    return Throughput(sum(call.items for call in calls), time.perf_counter() - started)
+    return Ceiling(Throughput(sum(call.items for call in calls), time.perf_counter() - started),
+                   process_cpu_seconds(emulator_pid) - emulator_at)
