@@ -116,7 +116,9 @@ class Consumer:
     jvm_us_per_record: float = 10.0
     task_fixed_vcpu: float = 0.05  # JVM idle (lease renewals, GC, JIT), the supervisor, the metrics sidecar
     cpu_target: float = 0.7  # busy at most 70%: a task catching up after a restart drains at 1.4x the rate
-    shard_process_mb: float = 80.0  # a record processor at a full buffer (make bench: processor_peak_rss_mb)
+    # A record processor at a full buffer, all in (its real clients), Redshift COPY as deployed: make bench's
+    # processor_peak_rss_mb_redshift, 109.0 on 2026-12-07 (the local COPY FROM STDIN's, 142.0, is not deployed).
+    shard_process_mb: float = 109.0
     # The JVM (its default heap, a quarter of 2 GB, + metaspace and threads), the supervisor, the collector
     # sidecar (its reservation in the template).
     task_fixed_mb: float = 600 + 60 + 128

@@ -64,7 +64,7 @@ def test_a_shard_flushes_at_the_first_limit(rate, seconds):
 
 def test_tasks_follow_the_shards_a_task_holds():
     # 90 + 10 us at 1,000 records/s: 0.1 vCPU a shard; (0.7 - 0.05) / 0.1 = 6.5 -> 6 in 1 vCPU;
-    # memory (2048 - 788) / 80 = 15.75 does not bind.
+    # memory (2048 - 788) / 109 = 11.6 does not bind.
     consumer = Consumer(90.0, jvm_us_per_record=10.0)
     assert cost.vcpu_per_shard(consumer, Workload(1)) == pytest.approx(0.1)
     assert cost.shards_that_fit(consumer, Workload(1), 1.0, 2.0) == 6
@@ -74,15 +74,15 @@ def test_tasks_follow_the_shards_a_task_holds():
 
 
 def test_memory_binds_when_the_cpu_is_cheap():
-    consumer = Consumer(1.0, jvm_us_per_record=1.0)  # 0.002 vCPU a shard: memory decides, 15 a task
-    assert cost.task_plan(consumer, Workload(100)).tasks == 7
+    consumer = Consumer(1.0, jvm_us_per_record=1.0)  # 0.002 vCPU a shard: memory decides, (2048 - 788) / 109 -> 11 a task
+    assert cost.task_plan(consumer, Workload(100)).tasks == 10
 
 
 def test_a_lone_shard_gets_the_smallest_task_that_holds_it():
-    # 788 + 80 MB > 0.5 GB: the smallest is 0.25 vCPU / 1 GB ((0.175 - 0.05) / 0.024 = 5 shards by CPU).
+    # 788 + 109 MB > 0.5 GB: the smallest is 0.25 vCPU / 1 GB ((0.175 - 0.05) / 0.024 = 5 shards by CPU).
     plan = cost.task_plan(Consumer(14.0), Workload(1))
     assert (plan.tasks, plan.vcpu, plan.memory_gb) == (1, 0.25, 1)
-    # 10 shards share one task, sized down to 0.5 vCPU / 2 GB: 788 + 800 MB, (0.35 - 0.05) / 0.024 = 12.5.
+    # 10 shards share one task, sized down to 0.5 vCPU / 2 GB: 788 + 1,090 MB, (0.35 - 0.05) / 0.024 = 12.5.
     plan = cost.task_plan(Consumer(14.0), Workload(10))
     assert (plan.tasks, plan.vcpu, plan.memory_gb) == (1, 0.5, 2)
 
