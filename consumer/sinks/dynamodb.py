@@ -130,12 +130,18 @@ def _unique(records: Iterable[Transaction]) -> list[Transaction]:
     return list({(r.invoice_no, r.event_id): r for r in records}.values())
 
 
+def call_rows(records: Iterable[Transaction]) -> list[list[Transaction]]:
+    """The rows of each BatchWriteItem call: at most 25, each key once in the
+    whole batch. Pure."""
+    unique = _unique(records)
+    return [unique[start : start + MAX_ITEMS_PER_CALL] for start in range(0, len(unique), MAX_ITEMS_PER_CALL)]
+
+
 def write_requests(records: Iterable[Transaction]) -> Iterator[list[dict]]:
     """PutRequests in calls of at most 25, each key once in the whole batch,
     as botocore takes them (`RequestItems={table: call}`). Pure; lazy."""
-    unique = _unique(records)
-    for start in range(0, len(unique), MAX_ITEMS_PER_CALL):
-        yield [{"PutRequest": {"Item": to_item(r)}} for r in unique[start : start + MAX_ITEMS_PER_CALL]]
+    for rows in call_rows(records):
+        yield [{"PutRequest": {"Item": to_item(r)}} for r in rows]
 
 
 class Call(NamedTuple):
@@ -145,17 +151,11 @@ class Call(NamedTuple):
     body: bytes
 
 
-def call_rows(records: Iterable[Transaction]) -> list[list[Transaction]]:
-    """The rows of each BatchWriteItem call: at most 25, each key once in the
-    whole batch. Pure."""
-    unique = _unique(records)
-    return [unique[start : start + MAX_ITEMS_PER_CALL] for start in range(0, len(unique), MAX_ITEMS_PER_CALL)]
-
-
 def call_of(table: str, rows: list[Transaction]) -> Call:
     """One call's body, byte for byte what botocore's serializer sends for
     `{"RequestItems": {table: [PutRequest of each row]}}`. Pure."""
-    return Call(len(rows), f'{{"RequestItems": {{{_quote(table)}: [{", ".join(map(put_request_json, rows))}]}}}}'.encode())
+    items = ", ".join(map(put_request_json, rows))
+    return Call(len(rows), f'{{"RequestItems": {{{_quote(table)}: [{items}]}}}}'.encode())
 
 
 def write_calls(table: str, records: Iterable[Transaction]) -> Iterator[Call]:
