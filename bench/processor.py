@@ -29,11 +29,10 @@ from typing import Iterable, Iterator
 
 
 import msgspec
-import psycopg2
 from prometheus_client import CollectorRegistry
-from psycopg2 import sql
 
 from bench import transport
+from bench.consumer import ledger_rows
 
 from consumer.metrics import ConsumerMetrics
 from consumer.pipeline import ShardPipeline
@@ -240,20 +239,12 @@ def run_processor(
     process.run()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     if all_in:
-        copies = transport.RedshiftOnPostgres.copies if dialect == "redshift" else ledger_rows(settings)
+        copies = (transport.RedshiftOnPostgres.copies if dialect == "redshift"  # else a ledger row a COPY
+                  else ledger_rows(dataclasses.replace(settings, warehouse_schema=ALL_IN_SCHEMA)))
         return ProcessorRun(session.dynamodb_items, cpu, wall, daemon.checkpoints, session.dynamodb_calls,
                             session.s3_puts, copies)
     return ProcessorRun(recorders.dynamodb.items, cpu, wall, daemon.checkpoints, recorders.dynamodb.calls,
                         recorders.s3.puts, recorders.warehouse.copies)
-
-
-def ledger_rows(settings: Settings) -> int:
-    """The all-in schema's loads (one ledger row a COPY)."""
-    with psycopg2.connect(settings.warehouse_dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(ALL_IN_SCHEMA, "load_ledger")))
-        (rows,) = cur.fetchone()
-    conn.close()
-    return rows
 
 
 def peak_rss_mb() -> float:
