@@ -50,7 +50,7 @@ def invocation_id() -> str:
     thread then queues for it behind the others: a hand-over between threads
     per call, which cost more CPU than the id (the id traces a call's
     retries; it needs no cryptographic randomness)."""
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))  # nosec B311: a trace id, not a secret
 
 
 class UnreadableAnswer(BotoCoreError):
