@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import threading
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -46,11 +47,15 @@ class AnsweringSession:
     dynamodb_items: int = 0
     s3_puts: int = 0
 
+    _counting: threading.Lock = field(default_factory=threading.Lock)  # the sink's workers send at once
+
     def send(self, request) -> AWSResponse:
         target = request.headers.get("X-Amz-Target")
         if target is not None:  # DynamoDB: the only call the sink makes
-            self.dynamodb_calls += 1
-            self.dynamodb_items += request.body.count(b'{"PutRequest": ')  # not json.loads: this is not the processor's CPU
+            items = request.body.count(b'{"PutRequest": ')  # not json.loads: this is not the processor's CPU
+            with self._counting:
+                self.dynamodb_calls += 1
+                self.dynamodb_items += items
             return AWSResponse(request.url, 200, _JSON, _Body(b'{"UnprocessedItems":{}}'))
         key = unquote(urlsplit(request.url).path)
         if request.method == "PUT":
