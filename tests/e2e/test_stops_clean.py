@@ -153,6 +153,21 @@ def run_and_stop(case: Case, root: Path) -> Outcome:
     return Outcome(status, seconds, running, left(), log_path.read_text(errors="replace"))
 
 
+@pytest.fixture
+def sigint_as_from_a_terminal():
+    """A Ctrl-C as from a terminal. Started in the background (`cmd &` in a
+    script), these tests find SIGINT ignored, and an ignored signal stays
+    ignored in every program they start, so make would not stop by it. A
+    handler, unlike an ignore, is reset to the default at exec."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.usefixtures("sigint_as_from_a_terminal")
 def test_a_stop_signal_mid_run_stops_everything_each_command_started(tmp_path):
     # Side by side: each has its own folder, ports and tag, and most of the
     # wait is the stop itself.
