@@ -99,47 +99,20 @@ class _ProcessRecords(msgspec.Struct, tag_field="action", tag="processRecords", 
 _process_records = msgspec.json.Decoder(_ProcessRecords)
 
 
-# A shape _WireRecord does not take (no or a null sub-sequence number, an
-# arrival time written as a float): still decoded in C, then copied in Python.
-class _LooseWireRecord(msgspec.Struct, rename="camel"):
-    data: bytes
-    partition_key: str
-    sequence_number: str
-    approximate_arrival_timestamp: float  # millis; amazon_kclpy too takes int() of it
-    sub_sequence_number: int | None = None
-
-
-class _LooseProcessRecords(msgspec.Struct, tag_field="action", tag="processRecords", rename="camel"):
-    records: list[_LooseWireRecord]
-    millis_behind_latest: int | None = None
-
-
-_loose_process_records = msgspec.json.Decoder(_LooseProcessRecords)
-
-
 def load_action(line: str, library_load: Callable):
     """The message on `line` as amazon_kclpy's message object; a
     processRecords one carries StreamRecords, however it was decoded."""
     try:
         message = _process_records.decode(line)
     except msgspec.ValidationError:
-        pass
-    else:
-        records = msgspec.convert(message.records, list[StreamRecord], from_attributes=True)
-        return _process_records_input(records, message.millis_behind_latest)
-    try:
-        loose = _loose_process_records.decode(line)
-    except msgspec.ValidationError:  # another action (or a shape we do not know): the library's way
+        # Another action, or a shape the daemon does not write (a null
+        # sub-sequence number, a float arrival time): the library's way.
         action = library_load(line)
         if isinstance(action, messages.ProcessRecordsInput):
             return _process_records_input([to_stream_record(r) for r in action.records], action.millis_behind_latest)
         return action
-    records = [
-        StreamRecord(r.data, r.sequence_number, r.sub_sequence_number or 0, r.partition_key,
-                     int(r.approximate_arrival_timestamp))
-        for r in loose.records
-    ]
-    return _process_records_input(records, loose.millis_behind_latest)
+    records = msgspec.convert(message.records, list[StreamRecord], from_attributes=True)
+    return _process_records_input(records, message.millis_behind_latest)
 
 
 def _process_records_input(records: list[StreamRecord], millis_behind_latest: int | None):
